@@ -1,0 +1,130 @@
+import pytest
+import torch
+from conftest import flags_of, hooks_on, small_convnext, small_swin, small_vit
+from torch import nn
+
+import invviz
+from invviz.errors import DeviceError, ImageSizeError, LayerNotFoundError, NonFiniteError, UnitIndexError
+from invviz.models import Preprocessing
+from invviz.optvis import channel, diversity
+
+
+def rises(result, factor: float = 1.0) -> bool:
+    h = result.history
+    return bool((h[-5:].mean(0) > h[:5].mean(0) + factor * h[:5].abs().mean(0).clamp(min=1e-3)).all())
+
+
+def test_objective_rises_and_model_is_untouched(resnet18):
+    resnet18.train()  # the user's mode must come back
+    resnet18.layer1[0].bn1.eval()
+    resnet18.fc.weight.requires_grad_(False)
+    before = flags_of(resnet18)
+    weights = {k: v.clone() for k, v in resnet18.state_dict().items()}
+    r = invviz.visualize(resnet18, "layer2", 3, steps=30, size=48, progress=False)
+    assert rises(r)
+    assert r.images.shape == (1, 3, 48, 48) and 0 <= float(r.images.min()) and float(r.images.max()) <= 1
+    assert r.history.shape == (30, 1) and r.final.shape == (1,)
+    assert flags_of(resnet18) == before and hooks_on(resnet18) == 0
+    assert all(torch.equal(v, resnet18.state_dict()[k]) for k, v in weights.items())  # BN stats untouched
+    assert all(p.grad is None for p in resnet18.parameters())  # no weight gradients computed
+
+
+def test_list_of_units_renders_one_per_batch_element(resnet18):
+    r = invviz.visualize(resnet18, "layer3", [0, 5, 9], steps=25, size=48, progress=False, snapshots=[10])
+    assert r.images.shape == (3, 3, 48, 48) and r.history.shape == (25, 3)
+    assert rises(r)
+    assert set(r.snapshots) == {10}
+    single = invviz.visualize(resnet18, "layer3", 5, steps=25, size=48, progress=False)
+    assert not torch.allclose(single.final, r.final[1:2])  # ran with other random draws, still a real render
+
+
+def test_same_seed_same_image(resnet18):
+    a = invviz.visualize(resnet18, "layer2", 1, steps=6, size=40, seed=3, progress=False)
+    b = invviz.visualize(resnet18, "layer2", 1, steps=6, size=40, seed=3, progress=False)
+    c = invviz.visualize(resnet18, "layer2", 1, steps=6, size=40, seed=4, progress=False)
+    assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
+
+
+@pytest.mark.parametrize("param", ["pixel", "fft", "maco"])
+def test_every_parameterization_rises(resnet18, param):
+    r = invviz.visualize(resnet18, "layer2", 7, steps=30, size=48, param=param, progress=False,
+                         lr=0.05 if param != "pixel" else 0.2)
+    assert rises(r, 0.3 if param == "maco" else 1.0)  # MaCo's fixed magnitude rises more slowly
+
+
+@pytest.mark.parametrize("make, layer, factor", [
+    (lambda: small_vit(), "blocks.1", 0.5),
+    (lambda: small_vit(reg_tokens=4), "blocks.0.mlp.fc1", 0.5),
+    (small_swin, "layers.1", 0.2),  # random-init transformers with LayerNorm rise slowly
+    (small_swin, "layers.1.blocks.0.mlp.fc1", 0.2),  # tokens (B, 64, C) inside a Swin block: grid from the stage
+    (small_convnext, "stages.2", 0.1),  # layer scale starts at 1e-6: random blocks barely move the stage
+    (small_convnext, "stages.2.blocks.0.mlp.fc1", 0.1),  # a Linear on NHWC inside a ConvNeXt block
+])
+def test_architectures_channel_objective_rises(make, layer, factor):
+    model = make()
+    r = invviz.visualize(model, layer, [1, 2], steps=25, size=64, progress=False, lr=0.1)
+    assert rises(r, factor)
+    assert hooks_on(model) == 0
+
+
+def test_pretrained_lite0_rises(lite0):
+    r = invviz.visualize(lite0, "blocks.4", 7, steps=40, size=96, progress=False)
+    assert rises(r, 2.0)
+    assert float(r.final[0]) > 5.0
+
+
+def test_fixed_input_size_model_is_resized():
+    model = small_vit(img_size=64)  # timm ViT without dynamic size takes 64x64 only
+    prep = Preprocessing(input_size=(3, 64, 64), fixed_input_size=True)
+    r = invviz.visualize(model, "blocks.1", 0, steps=4, size=40, progress=False, preprocessing=prep)
+    assert r.images.shape == (1, 3, 40, 40)
+    with pytest.raises(ImageSizeError, match="native input"):
+        invviz.visualize(model, "blocks.1", 0, steps=4, size=40, progress=False,
+                         preprocessing=Preprocessing(input_size=(3, 64, 64)))
+    assert hooks_on(model) == 0
+
+
+def test_bad_input_errors_leave_model_intact(resnet18):
+    before = flags_of(resnet18)
+    with pytest.raises(UnitIndexError, match="256 channels"):
+        invviz.visualize(resnet18, "layer3", 300, steps=3, size=32, progress=False)
+    with pytest.raises(LayerNotFoundError, match="layer3"):
+        invviz.visualize(resnet18, "layer_3", 0, steps=3, size=32, progress=False)
+    tiny = nn.Sequential(nn.Conv2d(3, 4, 9), nn.ReLU())
+    with pytest.raises(ImageSizeError, match="size the model accepts"):
+        invviz.visualize(tiny, "1", 0, steps=3, size=8, transforms="none", progress=False)
+    assert hooks_on(tiny) == 0
+    with pytest.raises(DeviceError, match="model.to"):
+        invviz.visualize(resnet18, "layer3", 0, steps=3, size=32, device="meta", progress=False)
+    assert flags_of(resnet18) == before and hooks_on(resnet18) == 0
+
+
+def test_nan_activations_raise():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.log = nn.Identity()
+
+        def forward(self, x):
+            return self.log(torch.log(self.conv(x) - 100.0))
+
+    model = Bad()
+    with pytest.raises(NonFiniteError, match="NaN"):
+        invviz.visualize(model, "log", 0, steps=3, size=16, progress=False)
+    assert hooks_on(model) == 0 and all(p.requires_grad for p in model.parameters())
+
+
+def test_diversity_makes_batch_differ(resnet18):
+    obj = channel("layer3", 2) + 50.0 * diversity("layer3")
+    r = invviz.visualize(resnet18, None, obj, steps=20, size=48, batch=2, progress=False)
+    assert r.images.shape[0] == 2 and rises(r, 0.0)
+
+
+def test_result_save_png(tmp_path, resnet18):
+    r = invviz.visualize(resnet18, "layer2", [0, 1], steps=2, size=32, progress=False)
+    path = r.save(tmp_path / "grid.png")
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.size[1] == 32 + 4 and im.size[0] == 2 * 32 + 6

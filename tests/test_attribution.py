@@ -1,0 +1,35 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import hooks_on
+
+import invviz
+from invviz.data import load_photo
+from invviz.errors import ImageSizeError
+from invviz.models import Capture, preprocessing_of
+
+
+def test_top_units_equal_gradient_times_activation(lite0):
+    image = F.interpolate(load_photo("chelsea")[None], size=128, mode="bilinear", antialias=True)
+    res = invviz.top_units(lite0, "blocks.5", image, k=5)
+    assert res.target in (281, 282, 285) and len(res.units) == 5
+    assert torch.all(res.scores[:-1] >= res.scores[1:])
+    # oracle: sum over space of activation * d logit / d activation, computed here with autograd
+    with Capture(lite0, ["blocks.5", ""], stop_early=False, clone=False) as cap:  # the tensor on the path
+        feats = cap.run(preprocessing_of(lite0).normalize(image), raw=True)
+    act = feats["blocks.5"]
+    grad, = torch.autograd.grad(feats[""][0, res.target], act)
+    ref = (act * grad).sum(dim=(2, 3))[0]
+    assert torch.allclose(res.all_scores, ref, rtol=1e-3, atol=1e-4)
+    assert res.units == ref.argsort(descending=True)[:5].tolist()
+    assert hooks_on(lite0) == 0
+
+
+def test_top_units_integrated_gradients_and_errors(resnet18):
+    image = torch.rand(3, 32, 32)
+    res = invviz.top_units(resnet18, "layer3", image, target=5, method="integrated_gradients", steps=4, k=3)
+    assert res.target == 5 and len(res.units) == 3 and res.all_scores.shape == (256,)
+    with pytest.raises(ImageSizeError):
+        invviz.top_units(resnet18, "layer3", image * 3)
+    with pytest.raises(ImageSizeError):
+        invviz.top_units(resnet18, "layer3", torch.rand(32, 32))
