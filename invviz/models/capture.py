@@ -176,7 +176,6 @@ class Capture:
                 if self._probing:
                     if n == 0 or call == n:
                         self._outputs[spec] = tensor.clone() if self.clone and tensor is not None else tensor
-                        self._shape_info[spec] = module
                 elif tensor is not None and (call or 0) == n:
                     self._outputs[spec] = tensor.clone() if self.clone else tensor
             if (not self._probing and self.stop_early and len(self._outputs) == len(self.specs)
@@ -228,7 +227,6 @@ class Capture:
 
     def _probe(self, x: torch.Tensor | tuple[Any, ...]) -> None:
         self._probing = True
-        self._shape_info: dict[str, nn.Module] = {}
         self._conv_grids = []
         grid_handles = [m.register_forward_hook(self._grid_hook) for m in self.model.modules()]
         try:
