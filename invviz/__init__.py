@@ -7,7 +7,7 @@ from ._compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 
-from . import errors, optvis  # noqa: E402
+from . import errors, ifv, optvis  # noqa: E402
 from .attribution import UnitAttribution, top_units  # noqa: E402
 from .errors import InvvizError  # noqa: E402
 from .models import Capture, Preprocessing, list_layers, load_model, preprocessing_of  # noqa: E402

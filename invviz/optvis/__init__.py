@@ -12,6 +12,7 @@ from .objectives import (
     Sum,
     TotalVariation,
     Units,
+    aggregate,
     as_objective,
     channel,
     class_logit,
@@ -40,7 +41,7 @@ from .transforms import (
 
 __all__ = [
     "IMAGE", "Channel", "Custom", "DeepDream", "Direction", "Diversity", "Neuron", "Objective", "Sum",
-    "TotalVariation", "Units", "as_objective", "channel", "class_logit", "custom", "deepdream", "direction",
+    "TotalVariation", "Units", "aggregate", "as_objective", "channel", "class_logit", "custom", "deepdream", "direction",
     "diversity", "dot_cossim", "neuron", "total_variation", "units", "FFTImage", "ImageParam", "MacoImage",
     "PixelImage", "decorrelate_colors", "make_param", "natural_magnitude", "RenderResult", "render", "visualize",
     "Compose", "Jitter", "Pad", "RandomRotate", "RandomScale", "Resize", "Transform", "make_transforms",

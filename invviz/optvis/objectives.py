@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import ObjectiveError, UnitIndexError
 
@@ -186,14 +187,41 @@ class Neuron(Channel):
         return _per_element(f[:, y, x], self.batch)
 
 
+AGG_POOL_KERNEL, AGG_POOL_STRIDE = 3, 1  # the seed's max-pool before the mean: 3x3, stride 1, no padding
+
+
+def aggregate(feats: torch.Tensor, method: str = "maxpool_mean", *, position: tuple[int, int] | None = None,
+              kernel: int = AGG_POOL_KERNEL, stride: int = AGG_POOL_STRIDE) -> torch.Tensor:
+    """Aggregate features `(B, C, H, W)` into one response per channel `(B, C)`.
+
+    `"maxpool_mean"`: max-pool (kernel 3, stride 1 by default; a grid smaller than the kernel is pooled whole)
+    then the spatial mean (seed 001, sec. 2.3: breaks the linearity that makes plain means of convolution outputs
+    degenerate); `"mean"`: the spatial mean; `"pick"`: the value at `position` (row, column; the centre by default).
+    """
+    if method == "mean":
+        return feats.mean(dim=(2, 3))
+    if method == "maxpool_mean":
+        h, w = feats.shape[2:]
+        k = min(kernel, h, w)
+        return F.max_pool2d(feats, k, stride=stride).mean(dim=(2, 3))
+    if method == "pick":
+        h, w = feats.shape[2:]
+        y, x = position if position is not None else (h // 2, w // 2)
+        return feats[:, :, y, x]
+    raise ObjectiveError(f"unknown aggregation {method!r}; use 'maxpool_mean', 'mean' or 'pick'")
+
+
 class Direction(Objective):
     """Lucid's `direction`: per position `<v, d> * max(0.1, cos(v, d)) ** cossim_pow`, mean over positions.
 
     `cos` uses `1e-4` guards on both norms, as Lucid's `_dot_cossim`; `cossim_pow=0` is the plain dot product.
+    With `aggregation` (`"maxpool_mean"`, `"mean"`, `"pick"`), the features are first aggregated into one
+    response `v (B, C)` and the objective is `<v, d> * cos(v, d) ** cossim_pow` on it (seed 001's objective, what
+    Grad-IFV inverts; no 0.1 floor).
     """
 
     def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-                 batch: int | None = None) -> None:
+                 batch: int | None = None, aggregation: str | None = None) -> None:
         vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
         if cossim_pow < 0:
             raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
@@ -201,7 +229,9 @@ class Direction(Objective):
         self.vector = vec
         self.cossim_pow = float(cossim_pow)
         self.batch = batch
-        self.name = f"direction({layer!r}, <{vec.numel()} values>, cossim_pow={cossim_pow:g})"
+        self.aggregation = aggregation
+        agg = f", aggregation={aggregation!r}" if aggregation else ""
+        self.name = f"direction({layer!r}, <{vec.numel()} values>, cossim_pow={cossim_pow:g}{agg})"
 
     def value(self, feats: Features) -> torch.Tensor:
         f = _features(feats, self.layers[0], self.name)
@@ -209,17 +239,25 @@ class Direction(Objective):
             raise ObjectiveError(f"{self.name}: the vector has {self.vector.numel()} values but layer"
                                  f" {self.layers[0]!r} has {f.shape[1]} channels")
         vec = self.vector.to(device=f.device, dtype=f.dtype).view(1, -1, 1, 1)
-        return _per_element(dot_cossim(f, vec, self.cossim_pow).mean(dim=(1, 2)), self.batch)
+        if self.aggregation is None:
+            return _per_element(dot_cossim(f, vec, self.cossim_pow).mean(dim=(1, 2)), self.batch)
+        v = aggregate(f, self.aggregation)[:, :, None, None]  # (B, C, 1, 1)
+        return _per_element(dot_cossim(v, vec, self.cossim_pow, floor=None, eps=0.0)[:, 0, 0], self.batch)
 
 
-def dot_cossim(f: torch.Tensor, vec: torch.Tensor, cossim_pow: float) -> torch.Tensor:
-    """Lucid's `_dot_cossim` over the channel axis of `f (B, C, H, W)`: returns `(B, H, W)`."""
+def dot_cossim(f: torch.Tensor, vec: torch.Tensor, cossim_pow: float, floor: float | None = 0.1,
+               eps: float = 1e-4) -> torch.Tensor:
+    """Lucid's `_dot_cossim` over the channel axis of `f (B, C, H, W)`: returns `(B, H, W)`.
+
+    `floor=None, eps=0` gives the exact `<f, d> cos(f, d)^p` of seed 001.
+    """
     dot = (f * vec).sum(dim=1)
     if cossim_pow == 0:
         return dot
-    eps = 1e-4
     cos = dot / (eps + f.norm(dim=1)) / (eps + vec.norm(dim=1))
-    return dot * cos.clamp(min=0.1) ** cossim_pow
+    if floor is not None:
+        cos = cos.clamp(min=floor)
+    return dot * cos ** cossim_pow
 
 
 class DeepDream(Objective):
@@ -338,9 +376,9 @@ def neuron(layer: str, unit: UnitSpec, x: int | None = None, y: int | None = Non
 
 
 def direction(layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-              batch: int | None = None) -> Direction:
-    """Lucid's direction objective with cosine power `cossim_pow`."""
-    return Direction(layer, vector, cossim_pow, batch)
+              batch: int | None = None, aggregation: str | None = None) -> Direction:
+    """Lucid's direction objective with cosine power `cossim_pow` (on an aggregated response with `aggregation`)."""
+    return Direction(layer, vector, cossim_pow, batch, aggregation)
 
 
 def deepdream(layer: str, batch: int | None = None) -> DeepDream:

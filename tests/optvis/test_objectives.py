@@ -123,3 +123,22 @@ def test_as_objective_and_custom():
             as_objective(bad, "l")
     with pytest.raises(TypeError):  # ObjectiveError is a TypeError too
         as_objective({}, "l")
+
+
+@pytest.mark.parametrize("agg", ["mean", "maxpool_mean", "pick"])
+def test_direction_on_aggregated_response_is_seed_objective(agg):
+    from invviz.optvis import aggregate
+
+    f = torch.rand(2, 6, 5, 4, dtype=torch.float64)
+    vec = torch.rand(6, dtype=torch.float64)
+    v = aggregate(f, agg)  # (B, C)
+    if agg == "mean":
+        assert torch.allclose(v, f.mean(dim=(2, 3)))
+    if agg == "maxpool_mean":
+        ref = torch.stack([f[:, :, i:i + 3, j:j + 3].amax(dim=(2, 3)) for i in range(3) for j in range(2)]).mean(0)
+        assert torch.allclose(v, ref)
+    if agg == "pick":
+        assert torch.equal(v, f[:, :, 2, 2])
+    cos = (v @ vec) / (v.norm(dim=1) * vec.norm())
+    got = direction("l", vec, cossim_pow=2.0, aggregation=agg)({"l": f})
+    assert torch.allclose(got, (v @ vec) * cos ** 2)
