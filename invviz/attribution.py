@@ -7,7 +7,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from .errors import ImageSizeError, ObjectiveError
+from ._checks import single_image
+from .errors import ObjectiveError
 from .models.capture import Capture, resolve_layer
 from .models.loading import Normalize, model_device, preprocessing_of
 from .models.state import frozen_eval
@@ -61,12 +62,7 @@ def top_units(
 
     if method not in METHODS:
         raise ObjectiveError(f"unknown attribution method {method!r}; use one of {METHODS}")
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ImageSizeError(f"image must be a tensor (3, H, W) or (1, 3, H, W) in [0, 1]; got "
-                             f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
-    x = (image[None] if image.dim() == 3 else image)[:1].to(model_device(model), torch.float32)
-    if x.min() < 0 or x.max() > 1:
-        raise ImageSizeError(f"image values must lie in [0, 1]; got [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    x = single_image(image).to(model_device(model))
     module = resolve_layer(model, layer)
     normalize = Normalize(preprocessing_of(model)).to(x.device)
 

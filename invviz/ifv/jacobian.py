@@ -8,9 +8,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import ImageSizeError, ObjectiveError
+from .._checks import single_image
+from ..errors import ObjectiveError
 from ..models.capture import Capture
-from ..models.loading import Normalize, preprocessing_of
+from ..models.loading import Normalize, model_device, preprocessing_of
 from ..optvis.objectives import aggregate
 from ..optvis.param import ImageParam
 
@@ -20,7 +21,7 @@ Aggregation = Literal["maxpool_mean", "mean", "pick"]
 def response_fn(model: nn.Module, layer: str, cap: Capture, aggregation: Aggregation = "maxpool_mean",
                 position: tuple[int, int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
     """`images (B, 3, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Capture` of `layer`."""
-    normalize = Normalize(preprocessing_of(model)).to(next(iter(model.parameters())).device)
+    normalize = Normalize(preprocessing_of(model)).to(model_device(model))
 
     def fn(images: torch.Tensor) -> torch.Tensor:
         return aggregate(cap.run(normalize(images))[layer], aggregation, position=position)
@@ -40,17 +41,10 @@ def pixel_realization(image: torch.Tensor) -> ImageParam:
     """Wrap an image `(3, H, W)` or `(1, 3, H, W)` in (0, 1) as a pixel parameterization with `sigmoid(xi) = image`."""
     from ..optvis.param import PixelImage
 
-    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4) or image.shape[-3] != 3:
-        raise ImageSizeError(f"a realization is an image (3, H, W) or (1, 3, H, W) in (0, 1); got "
-                             f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
-    x = image if image.dim() == 4 else image[None]
-    if x.shape[0] != 1:
-        raise ImageSizeError(f"recover one realization at a time; got a batch of {x.shape[0]}")
-    if float(x.min()) < 0 or float(x.max()) > 1:
-        raise ImageSizeError(f"image values must lie in [0, 1]; got [{float(x.min()):.3g}, {float(x.max()):.3g}]")
-    p = PixelImage(tuple(x.shape[2:]), 1).to(x.device, torch.float32)
+    x = single_image(image)
+    p = PixelImage(tuple(x.shape[2:]), 1).to(x.device)
     with torch.no_grad():
-        p.pixels.copy_(torch.logit(x.float().clamp(1e-6, 1 - 1e-6)))
+        p.pixels.copy_(torch.logit(x.clamp(1e-6, 1 - 1e-6)))
     return p
 
 

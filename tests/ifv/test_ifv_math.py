@@ -192,3 +192,14 @@ def test_hoyer_targets_have_the_drawn_sparseness():
     drawn = torch.rand(40, generator=g, dtype=torch.float64)
     assert torch.allclose(h[:40].double(), drawn, atol=1e-4)
     assert float(hoyer_sparseness(torch.ones(9))) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_image_realizations_are_checked():
+    from invviz.errors import ImageSizeError
+    from invviz.ifv import pixel_realization
+
+    img = torch.rand(3, 8, 8)
+    assert torch.allclose(pixel_realization(img)(), img[None], atol=1e-5)
+    for bad in (img * 2, torch.rand(2, 3, 8, 8), (img * 255).byte(), torch.rand(8, 8)):
+        with pytest.raises(ImageSizeError):
+            pixel_realization(bad)
