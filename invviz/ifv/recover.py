@@ -63,13 +63,14 @@ def solve(jac: torch.Tensor, v: torch.Tensor, cossim_pow: float, basis: torch.Te
     b = torch.eye(k, dtype=torch.float64, device=v.device) if basis is None else basis.double()
     if b.shape[1] == 0:
         raise ObjectiveError("the critical space has dimension 0: no objective can be recovered in it")
-    a = b.T @ m @ j64  # (d, n)
+    mj = m @ j64  # (k, n)
+    a = b.T @ mj  # (d, n)
     evals, evecs = torch.linalg.eigh(a @ a.T)  # ascending; eigenvalues are squared singular values
     theta = b @ evecs[:, 0]
     if float(v64 @ theta) < 0:
         theta = -theta
-    grad = (m @ j64).T @ theta
-    rel = float(grad.norm() / (torch.linalg.matrix_norm(m @ j64, ord=2) * theta.norm()).clamp(min=1e-30))
+    grad = mj.T @ theta
+    rel = float(grad.norm() / (torch.linalg.matrix_norm(mj, ord=2) * theta.norm()).clamp(min=1e-30))
     coeffs = None
     if target is not None:
         t = target.double().to(v.device)
