@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import nn
@@ -12,10 +11,8 @@ from .._checks import single_image
 from ..errors import ObjectiveError
 from ..models.capture import Capture
 from ..models.loading import Normalize, model_device, preprocessing_of
-from ..optvis.objectives import aggregate
-from ..optvis.param import ImageParam
-
-Aggregation = Literal["maxpool_mean", "mean", "pick"]
+from ..optvis.objectives import Aggregation, aggregate
+from ..optvis.param import ImageParam, PixelImage
 
 
 def response_fn(model: nn.Module, layer: str, cap: Capture, aggregation: Aggregation = "maxpool_mean",
@@ -39,8 +36,6 @@ def free_variables(param: ImageParam) -> tuple[str, torch.Tensor]:
 
 def pixel_realization(image: torch.Tensor) -> ImageParam:
     """Wrap an image `(3, H, W)` or `(1, 3, H, W)` in (0, 1) as a pixel parameterization with `sigmoid(xi) = image`."""
-    from ..optvis.param import PixelImage
-
     x = single_image(image)
     p = PixelImage(tuple(x.shape[2:]), 1).to(x.device)
     with torch.no_grad():

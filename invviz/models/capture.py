@@ -136,7 +136,7 @@ class Capture:
         self._probed = False
         self.calls: dict[str, int] = {}  # calls per forward of each captured module (known after the first run)
         self.layouts: dict[str, LayerLayout] = {}
-        self._conv_grids: list[tuple[int, int]] = []
+        self._grids: list[tuple[int, int]] = []
         self._outputs: dict[str, torch.Tensor] = {}
         self._count: dict[int, int] = {}
         self._probing = False
@@ -188,9 +188,9 @@ class Capture:
         """Record the spatial grid of every 4D output (patch embeddings, NHWC stages) to explain token counts."""
         if isinstance(output, torch.Tensor) and output.dim() == 4:
             if _guess_kind(self.model, module, output) == "NHWC":
-                self._conv_grids.append((int(output.shape[1]), int(output.shape[2])))
+                self._grids.append((int(output.shape[1]), int(output.shape[2])))
             else:
-                self._conv_grids.append((int(output.shape[2]), int(output.shape[3])))
+                self._grids.append((int(output.shape[2]), int(output.shape[3])))
 
     # -- running -------------------------------------------------------------------------------------------
     def run(self, x: torch.Tensor | tuple[Any, ...], raw: bool = False) -> dict[str, torch.Tensor]:
@@ -227,7 +227,7 @@ class Capture:
 
     def _probe(self, x: torch.Tensor | tuple[Any, ...]) -> None:
         self._probing = True
-        self._conv_grids = []
+        self._grids = []
         grid_handles = [m.register_forward_hook(self._grid_hook) for m in self.model.modules()]
         try:
             self.model(*x) if isinstance(x, tuple) else self.model(x)
@@ -276,7 +276,7 @@ class Capture:
         if kind == "tokens":
             n = shape[1]
             prefix_hint = getattr(self.model, "num_prefix_tokens", None)
-            candidates = [(n - h * w, (h, w)) for h, w in dict.fromkeys(self._conv_grids)  # patch grids seen
+            candidates = [(n - h * w, (h, w)) for h, w in dict.fromkeys(self._grids)  # patch grids seen
                           if 0 <= n - h * w <= MAX_PREFIX_TOKENS]
             if isinstance(prefix_hint, int):
                 candidates = [c for c in candidates if c[0] == prefix_hint] or candidates

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Union
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
@@ -187,10 +187,11 @@ class Neuron(Channel):
         return _per_element(f[:, y, x], self.batch)
 
 
+Aggregation = Literal["maxpool_mean", "mean", "pick"]
 AGG_POOL_KERNEL, AGG_POOL_STRIDE = 3, 1  # the seed's max-pool before the mean: 3x3, stride 1, no padding
 
 
-def aggregate(feats: torch.Tensor, method: str = "maxpool_mean", *, position: tuple[int, int] | None = None,
+def aggregate(feats: torch.Tensor, method: Aggregation = "maxpool_mean", *, position: tuple[int, int] | None = None,
               kernel: int = AGG_POOL_KERNEL, stride: int = AGG_POOL_STRIDE) -> torch.Tensor:
     """Aggregate features `(B, C, H, W)` into one response per channel `(B, C)`.
 
@@ -221,7 +222,7 @@ class Direction(Objective):
     """
 
     def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-                 batch: int | None = None, aggregation: str | None = None) -> None:
+                 batch: int | None = None, aggregation: Aggregation | None = None) -> None:
         vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
         if cossim_pow < 0:
             raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
@@ -376,7 +377,7 @@ def neuron(layer: str, unit: UnitSpec, x: int | None = None, y: int | None = Non
 
 
 def direction(layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-              batch: int | None = None, aggregation: str | None = None) -> Direction:
+              batch: int | None = None, aggregation: Aggregation | None = None) -> Direction:
     """Lucid's direction objective with cosine power `cossim_pow` (on an aggregated response with `aggregation`)."""
     return Direction(layer, vector, cossim_pow, batch, aggregation)
 
