@@ -7,7 +7,7 @@ from ._compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 
-from . import errors, ifv, optvis  # noqa: E402
+from . import data, errors, ifv, metrics, optvis  # noqa: E402
 from .attribution import UnitAttribution, top_units  # noqa: E402
 from .errors import InvvizError  # noqa: E402
 from .models import Capture, Preprocessing, list_layers, load_model, preprocessing_of  # noqa: E402
@@ -17,5 +17,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "visualize", "load_model", "list_layers", "top_units", "Capture", "Preprocessing", "preprocessing_of",
-    "RenderResult", "UnitAttribution", "InvvizError", "errors", "optvis", "__version__",
+    "RenderResult", "UnitAttribution", "InvvizError", "data", "errors", "ifv", "metrics", "optvis", "__version__",
 ]

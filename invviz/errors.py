@@ -24,6 +24,10 @@ class PretrainedWeightsError(InvvizError, RuntimeError):
     """Pretrained weights could not be obtained (offline, or none published)."""
 
 
+class DatasetNotFoundError(InvvizError, FileNotFoundError):
+    """A dataset's files are not where they were looked for."""
+
+
 class CheckpointError(InvvizError, ValueError):
     """A checkpoint that cannot be read, is truncated, or does not fit the model."""
 
@@ -69,6 +73,7 @@ __all__ = [
     "ModelNotFoundError",
     "PretrainedWeightsError",
     "CheckpointError",
+    "DatasetNotFoundError",
     "LayerNotFoundError",
     "LayerReuseError",
     "LayoutError",

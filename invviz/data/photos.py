@@ -57,3 +57,28 @@ def load_photo(name: str) -> torch.Tensor:
 def photos() -> dict[str, torch.Tensor]:
     """All bundled photos, `{name: (3, H, W)}` in [0, 1]."""
     return {name: load_photo(name) for name in photo_paths()}
+
+
+def photo_crops(n: int, size: int, *, names: list[str] | None = None, scale: tuple[float, float] = (0.2, 0.6),
+                seed: int = 0) -> torch.Tensor:
+    """`n` random square crops `(n, 3, size, size)` of the bundled photos (side a uniform fraction `scale` of the
+    photo's shorter side, resized with antialiasing), cycling over `names` (all photos by default). Use disjoint
+    `names` for training and held-out sets."""
+    import torch.nn.functional as F
+
+    imgs = photos() if names is None else {k: load_photo(k) for k in names}
+    if not imgs:
+        raise KeyError("no bundled photos found; install matplotlib, scikit-image or scikit-learn")
+    gen = torch.Generator().manual_seed(seed)
+    keys = sorted(imgs)
+    out = []
+    for i in range(n):
+        img = imgs[keys[i % len(keys)]]
+        _, h, w = img.shape
+        frac = scale[0] + (scale[1] - scale[0]) * float(torch.rand((), generator=gen))
+        side = max(8, int(frac * min(h, w)))
+        top = int(torch.randint(0, h - side + 1, (), generator=gen))
+        left = int(torch.randint(0, w - side + 1, (), generator=gen))
+        crop = img[None, :, top:top + side, left:left + side]
+        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
+    return torch.stack(out).clamp(0, 1)

@@ -93,6 +93,9 @@ def recover_objective(
     critical_space: torch.Tensor | None = None,
     target: torch.Tensor | None = None,
     chunk: int = 64,
+    points: int = 1,
+    radius: float = 0.05,
+    seed: int = 0,
 ) -> RecoveredObjective:
     """Recover the unit objective that `realization` maximizes at `layer` (Grad-IFV).
 
@@ -106,9 +109,17 @@ def recover_objective(
         critical_space: orthonormal basis `(k, d)` to search in (see :mod:`invviz.ifv.subspace`); all of R^k if None.
         target: a known target `(k,)`, to report its coefficients in the singular basis.
         chunk: vector-Jacobian products per batch (bounds memory).
+        points: number of points the Jacobian is taken at: the realization itself, and `points - 1` points at
+            Gaussian offsets of standard deviation `radius` (in free-variable units) around it. `M J` is averaged over
+            them, which is the Jacobian of the smoothed objective: ReLU6 and max-pooling make the objective
+            non-smooth, so its gradient at the optimum does not vanish, but the smoothed one's nearly does.
+        radius: offset scale for `points > 1`.
+        seed: seeds the offsets.
     """
     if cossim_pow < 0:
         raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
+    if points < 1 or radius < 0:
+        raise ObjectiveError(f"need points >= 1 and radius >= 0; got points={points}, radius={radius}")
     param = realization if isinstance(realization, ImageParam) else pixel_realization(realization)
     if param.batch != 1:
         raise ObjectiveError(f"recover one realization at a time; this parameterization renders {param.batch}")
@@ -120,9 +131,19 @@ def recover_objective(
             return response(torch.func.functional_call(param, {name: t}, ()))
 
         v, jac = jacobian(fn, xi, chunk=chunk)
-    if v.numel() < 2:
-        raise ObjectiveError(f"layer {layer!r} has a single feature; there is no direction to recover")
-    result = solve(jac, v, cossim_pow, critical_space, target)
+        if v.numel() < 2:
+            raise ObjectiveError(f"layer {layer!r} has a single feature; there is no direction to recover")
+        if points > 1:
+            # average M_i J_i over the points, then hand solve() the average with M = I folded in
+            gen = torch.Generator(device=xi.device).manual_seed(seed)
+            mj = cosine_matrix(v.double(), cossim_pow) @ jac.double()
+            for _ in range(points - 1):
+                offset = torch.randn(xi.shape, generator=gen, device=xi.device, dtype=xi.dtype) * radius
+                vi, ji = jacobian(fn, xi.detach() + offset, chunk=chunk)
+                mj += cosine_matrix(vi.double(), cossim_pow) @ ji.double()
+            jac = mj / points
+    # with several points M is already folded into the averaged Jacobian (M = I for p = 0)
+    result = solve(jac, v, 0.0 if points > 1 else cossim_pow, critical_space, target)
     if result.relative_gradient > FAR_FROM_OPTIMUM:
         warnings.warn(
             f"the realization is not near an optimum of the recovered objective (relative gradient norm"

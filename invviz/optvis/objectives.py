@@ -218,31 +218,41 @@ class Direction(Objective):
     `cos` uses `1e-4` guards on both norms, as Lucid's `_dot_cossim`; `cossim_pow=0` is the plain dot product.
     With `aggregation` (`"maxpool_mean"`, `"mean"`, `"pick"`), the features are first aggregated into one
     response `v (B, C)` and the objective is `<v, d> * cos(v, d) ** cossim_pow` on it (seed 001's objective, what
-    Grad-IFV inverts; no 0.1 floor).
+    Grad-IFV inverts; no 0.1 floor; the plain dot product where `cos <= 0`, see :func:`dot_cossim`).
     """
 
     def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-                 batch: int | None = None, aggregation: Aggregation | None = None) -> None:
-        vec = torch.as_tensor(vector, dtype=torch.float32).flatten()
+                 batch: int | None = None, aggregation: Aggregation | None = None,
+                 position: tuple[int, int] | None = None) -> None:
+        vec = torch.as_tensor(vector, dtype=torch.float32)
+        if vec.dim() > 2 or vec.numel() == 0:
+            raise ObjectiveError(f"a direction is a vector (C,), or one per batch element (B, C); got shape"
+                                 f" {tuple(vec.shape)}")
         if cossim_pow < 0:
             raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
         self.layers = (layer,)
-        self.vector = vec
+        self.vector = vec.reshape(-1, vec.shape[-1]) if vec.dim() == 2 else vec.reshape(1, -1)  # (1 or B, C)
         self.cossim_pow = float(cossim_pow)
         self.batch = batch
         self.aggregation = aggregation
+        self.position = position
         agg = f", aggregation={aggregation!r}" if aggregation else ""
-        self.name = f"direction({layer!r}, <{vec.numel()} values>, cossim_pow={cossim_pow:g}{agg})"
+        rows = f"{self.vector.shape[0]} x " if self.vector.shape[0] > 1 else ""
+        self.name = (f"direction({layer!r}, <{rows}{self.vector.shape[1]} values>, cossim_pow={cossim_pow:g}"
+                     f"{agg})")
 
     def value(self, feats: Features) -> torch.Tensor:
         f = _features(feats, self.layers[0], self.name)
-        if f.shape[1] != self.vector.numel():
-            raise ObjectiveError(f"{self.name}: the vector has {self.vector.numel()} values but layer"
-                                 f" {self.layers[0]!r} has {f.shape[1]} channels")
-        vec = self.vector.to(device=f.device, dtype=f.dtype).view(1, -1, 1, 1)
+        n, c = self.vector.shape
+        if f.shape[1] != c:
+            raise ObjectiveError(f"{self.name}: the vector has {c} values but layer {self.layers[0]!r} has"
+                                 f" {f.shape[1]} channels")
+        if n > 1 and n != f.shape[0]:
+            raise ObjectiveError(f"{self.name}: {n} vectors (one per batch element) but the batch has {f.shape[0]}")
+        vec = self.vector.to(device=f.device, dtype=f.dtype)[:, :, None, None]
         if self.aggregation is None:
             return _per_element(dot_cossim(f, vec, self.cossim_pow).mean(dim=(1, 2)), self.batch)
-        v = aggregate(f, self.aggregation)[:, :, None, None]  # (B, C, 1, 1)
+        v = aggregate(f, self.aggregation, position=self.position)[:, :, None, None]  # (B, C, 1, 1)
         return _per_element(dot_cossim(v, vec, self.cossim_pow, floor=None, eps=0.0)[:, 0, 0], self.batch)
 
 
@@ -250,15 +260,18 @@ def dot_cossim(f: torch.Tensor, vec: torch.Tensor, cossim_pow: float, floor: flo
                eps: float = 1e-4) -> torch.Tensor:
     """Lucid's `_dot_cossim` over the channel axis of `f (B, C, H, W)`: returns `(B, H, W)`.
 
-    `floor=None, eps=0` gives the exact `<f, d> cos(f, d)^p` of seed 001.
+    `floor=None, eps=0` gives seed 001's `<f, d> cos(f, d)^p` where `cos > 0`, and the plain dot product where
+    `cos <= 0` (continuous, as both are 0 at `cos = 0`). Without that, an odd `p` makes the objective even in `d`
+    (`<f, d>^2 / |f|` for p = 1): an image whose response points away from `d` would be an optimum too, and IFV's
+    sign rule (`<v, d> > 0` at the optimum) would return `-d`. At every optimum with `cos > 0` the two agree.
     """
     dot = (f * vec).sum(dim=1)
     if cossim_pow == 0:
         return dot
     cos = dot / (eps + f.norm(dim=1)) / (eps + vec.norm(dim=1))
-    if floor is not None:
-        cos = cos.clamp(min=floor)
-    return dot * cos ** cossim_pow
+    if floor is None:
+        return torch.where(cos > 0, dot * cos.clamp(min=0) ** cossim_pow, dot)
+    return dot * cos.clamp(min=floor) ** cossim_pow
 
 
 class DeepDream(Objective):
@@ -377,9 +390,12 @@ def neuron(layer: str, unit: UnitSpec, x: int | None = None, y: int | None = Non
 
 
 def direction(layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 0.0,
-              batch: int | None = None, aggregation: Aggregation | None = None) -> Direction:
-    """Lucid's direction objective with cosine power `cossim_pow` (on an aggregated response with `aggregation`)."""
-    return Direction(layer, vector, cossim_pow, batch, aggregation)
+              batch: int | None = None, aggregation: Aggregation | None = None,
+              position: tuple[int, int] | None = None) -> Direction:
+    """Lucid's direction objective with cosine power `cossim_pow` (on an aggregated response with `aggregation`;
+    `position` is the picked (row, column) for `aggregation="pick"`). `vector` is `(C,)`, or `(B, C)` for one target
+    per batch element (rendered together, each image optimized for its own row)."""
+    return Direction(layer, vector, cossim_pow, batch, aggregation, position)
 
 
 def deepdream(layer: str, batch: int | None = None) -> DeepDream:

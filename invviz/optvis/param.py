@@ -7,6 +7,7 @@ decorrelation -> sigmoid. Constants follow Lucid's public code (`lucid/optvis/pa
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Sequence
 
@@ -66,6 +67,17 @@ class ImageParam(nn.Module):
 
     def extra_repr(self) -> str:
         return f"batch={self.batch}, size={self.size}, decorrelate={self.decorrelate}"
+
+    def select(self, index: int) -> ImageParam:
+        """A copy rendering only batch element `index` (its free variables cloned, buffers shared in kind)."""
+        if not -self.batch <= index < self.batch:
+            raise ParameterizationError(f"batch element {index} out of range for a batch of {self.batch}")
+        index %= self.batch
+        out = copy.deepcopy(self)
+        for name, p in list(out.named_parameters(recurse=False)):
+            setattr(out, name, nn.Parameter(p.detach()[index:index + 1].clone()))
+        out.batch = 1
+        return out
 
 
 class PixelImage(ImageParam):

@@ -121,12 +121,20 @@ def render(
     with frozen_eval(model), Capture(model, net_layers, layouts=layouts) as cap:
         bar = tqdm(range(steps), disable=not progress, desc="render", leave=False)
         for step in bar:
-            opt.zero_grad(set_to_none=True)
-            image = param()
-            vals = evaluate(image, tf(image, generator), cap, step)  # (B,)
-            (-vals.sum()).backward()
-            opt.step()
-            v = vals.detach()
+            last: list[torch.Tensor] = []
+
+            def closure() -> torch.Tensor:
+                # one evaluation; Adam calls it once per step, L-BFGS as often as its line search needs
+                opt.zero_grad(set_to_none=True)
+                image = param()
+                vals = evaluate(image, tf(image, generator), cap, step)  # (B,)
+                loss = -vals.sum()
+                loss.backward()
+                last.append(vals.detach())
+                return loss
+
+            opt.step(closure)
+            v = last[-1]
             values.append(v)
             bad |= ~torch.isfinite(v).all()
             if device.type == "cpu" or step % NAN_CHECK_EVERY == 0 or step == steps - 1:
@@ -190,7 +198,8 @@ def visualize(
         progress: show a tqdm progress bar.
         device: where to render; must be the model's device (move the model with `model.to(device)`).
         snapshots: steps at which to keep a copy of the images.
-        optimizer: a factory `params -> torch.optim.Optimizer` replacing Adam(lr).
+        optimizer: a factory `params -> torch.optim.Optimizer` replacing Adam(lr); closure optimizers such as
+            `torch.optim.LBFGS` work (each step evaluates the objective as often as they ask).
         preprocessing: override the model's normalization and input size.
         layouts: override detected feature layouts, e.g. `{"stages.1": "NHWC"}`.
 

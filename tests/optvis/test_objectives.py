@@ -142,3 +142,31 @@ def test_direction_on_aggregated_response_is_seed_objective(agg):
     cos = (v @ vec) / (v.norm(dim=1) * vec.norm())
     got = direction("l", vec, cossim_pow=2.0, aggregation=agg)({"l": f})
     assert torch.allclose(got, (v @ vec) * cos ** 2)
+
+
+def test_aggregated_direction_is_not_even_in_the_direction():
+    """With p = 1, <v, d> cos(v, d) = <v, d>^2 / |v| would reward anti-alignment; the seed objective as invviz
+    implements it is the dot product where cos <= 0, so -d scores below d and the two branches meet at 0."""
+    f = torch.rand(1, 4, 3, 3, dtype=torch.float64) + 0.1
+    vec = torch.rand(4, dtype=torch.float64)
+    up = direction("l", vec, cossim_pow=1.0, aggregation="mean")({"l": f})
+    down = direction("l", -vec, cossim_pow=1.0, aggregation="mean")({"l": f})
+    v = f.mean(dim=(2, 3))[0]
+    assert float(up) > 0 > float(down) and torch.allclose(down, -(v @ vec).reshape(1))
+    ortho = torch.tensor([1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
+    g = torch.zeros(1, 4, 1, 1, dtype=torch.float64)
+    g[0, :2, 0, 0] = 1.0
+    assert float(direction("l", ortho, cossim_pow=1.0, aggregation="mean")({"l": g})) == 0.0
+
+
+def test_direction_with_one_vector_per_batch_element():
+    f = torch.rand(3, 5, 4, 4, dtype=torch.float64)
+    vecs = torch.rand(3, 5, dtype=torch.float64)
+    both = direction("l", vecs, cossim_pow=1.0, aggregation="maxpool_mean")({"l": f})
+    single = torch.stack([direction("l", vecs[i], cossim_pow=1.0, aggregation="maxpool_mean")({"l": f})[i]
+                          for i in range(3)])
+    assert torch.allclose(both, single)
+    with pytest.raises(ObjectiveError, match="one per batch element"):
+        direction("l", vecs[:2], aggregation="mean")({"l": f})
+    picked = direction("l", vecs[0], aggregation="pick", position=(1, 2))({"l": f})
+    assert torch.allclose(picked, f[:, :, 1, 2] @ vecs[0])

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from invviz.errors import ParameterizationError
-from invviz.optvis import FFTImage, MacoImage, PixelImage, make_param
+from invviz.optvis import FFTImage, MacoImage, PixelImage, make_param  # noqa: F401
 from invviz.optvis.param import COLOR_CORRELATION
 
 
@@ -65,3 +65,15 @@ def test_make_param_errors():
         make_param("wavelet", 16, 1)
     with pytest.raises(ValueError):
         PixelImage(4)
+
+
+@pytest.mark.parametrize("cls", ["pixel", "fft", "maco"])
+def test_select_renders_one_batch_element(cls):
+    from invviz.optvis import make_param
+
+    p = make_param(cls, 16, 3, torch.Generator().manual_seed(0))
+    one = p.select(1)
+    assert one.batch == 1 and torch.allclose(one(), p()[1:2], atol=1e-6)
+    (name, xi), = one.named_parameters()
+    xi.data.add_(torch.randn_like(xi))
+    assert not torch.allclose(one(), p()[1:2])  # a copy: the batch is untouched

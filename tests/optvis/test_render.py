@@ -128,3 +128,14 @@ def test_result_save_png(tmp_path, resnet18):
 
     with Image.open(path) as im:
         assert im.size[1] == 32 + 4 and im.size[0] == 2 * 32 + 6
+
+
+def test_render_takes_closure_optimizers_like_lbfgs(resnet18):
+    import functools
+
+    lbfgs = functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=1, line_search_fn="strong_wolfe")
+    r = invviz.visualize(resnet18, "layer2", 3, steps=8, size=32, param="pixel", transforms="none",
+                         optimizer=lbfgs, progress=False)
+    h = r.history[:, 0]
+    assert bool((h[1:] >= h[:-1] - 1e-4).all()) and float(h[-1]) > float(h[0])  # strong Wolfe never goes down
+    assert hooks_on(resnet18) == 0

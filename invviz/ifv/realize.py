@@ -1,0 +1,113 @@
+"""Realizations good enough to invert: Adam then L-BFGS on seed 001's aggregated direction objective, no random
+transforms, with the final gradient norm of every image reported; and re-optimization for the evaluation."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+
+import torch
+from torch import nn
+
+from ..errors import ObjectiveError
+from ..metrics import ssim
+from ..models.capture import Capture
+from ..models.loading import Normalize, model_device, preprocessing_of
+from ..models.state import frozen_eval
+from ..optvis.objectives import Aggregation, direction
+from ..optvis.param import ImageParam, make_param
+from ..optvis.render import render
+
+
+@dataclasses.dataclass
+class Realization:
+    """A batch of realizations, one target per batch element.
+
+    Attributes:
+        param: the parameterization `(B, ...)` after optimization; `param.select(i)` is element `i` alone.
+        images: `(B, 3, H, W)` in (0, 1).
+        targets: the unit targets `(B, k)`.
+        grad_norm: `|d s / d xi|` per image at the end `(B,)`.
+        grad_norm_adam: the same after the Adam phase, before L-BFGS `(B,)`.
+        objective: `s(v, theta)` per image at the end `(B,)`.
+        seconds: wall time of the optimization.
+    """
+
+    param: ImageParam
+    images: torch.Tensor
+    targets: torch.Tensor
+    grad_norm: torch.Tensor
+    grad_norm_adam: torch.Tensor
+    objective: torch.Tensor
+    seconds: float
+
+    def element(self, index: int) -> ImageParam:
+        return self.param.select(index)
+
+
+def objective_gradient(model: nn.Module, layer: str, param: ImageParam, targets: torch.Tensor, *,
+                       cossim_pow: float, aggregation: Aggregation, position: tuple[int, int] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Objective values `(B,)` and the norm of their gradient with respect to each image's free variables `(B,)`."""
+    obj = direction(layer, targets, cossim_pow, aggregation=aggregation, position=position)
+    normalize = Normalize(preprocessing_of(model)).to(model_device(model))
+    with frozen_eval(model), Capture(model, [layer]) as cap:
+        params = list(param.parameters())
+        vals = obj(cap.run(normalize(param())))
+        grads = torch.autograd.grad(vals.sum(), params)
+    norm = torch.stack([g.flatten(1).norm(dim=1) ** 2 for g in grads]).sum(0).sqrt()
+    return vals.detach(), norm.detach()
+
+
+def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: float = 1.0,
+            aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
+            param: str | ImageParam = "pixel", size: int = 128, adam_steps: int = 800, lbfgs_steps: int = 300,
+            lr: float = 0.05, seed: int = 0, progress: bool = False) -> Realization:
+    """Optimize one image per row of `targets (B, k)` for seed 001's objective, then fine-tune with L-BFGS.
+
+    No random transforms (an optimum of the transformed objective is not an optimum of the plain one, and IFV needs
+    the gradient to vanish). Batch elements are independent: the summed objective is separable.
+    """
+    targets = torch.as_tensor(targets, dtype=torch.float32)
+    if targets.dim() == 1:
+        targets = targets[None]
+    if targets.dim() != 2:
+        raise ObjectiveError(f"targets must be (k,) or (B, k); got shape {tuple(targets.shape)}")
+    if adam_steps < 1 or lbfgs_steps < 0:
+        raise ObjectiveError(f"need adam_steps >= 1 and lbfgs_steps >= 0; got {adam_steps}, {lbfgs_steps}")
+    b = targets.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    p = make_param(param, size, b, generator).to(model_device(model))
+    obj = direction(layer, targets, cossim_pow, aggregation=aggregation, position=position)
+    grad = functools.partial(objective_gradient, model, layer, p, targets, cossim_pow=cossim_pow,
+                             aggregation=aggregation, position=position)
+    first = render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, generator=generator, progress=progress)
+    seconds = first.seconds
+    _, norm_adam = grad()
+    if lbfgs_steps:
+        lbfgs = functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=1, history_size=20,
+                                  line_search_fn="strong_wolfe")
+        second = render(model, obj, p, transforms=None, steps=lbfgs_steps, optimizer=lbfgs, progress=progress)
+        seconds += second.seconds
+    values, norm = grad()
+    with torch.no_grad():
+        images = p().detach().cpu()
+    return Realization(param=p, images=images, targets=targets, grad_norm=norm.cpu(), grad_norm_adam=norm_adam.cpu(),
+                       objective=values.cpu(), seconds=seconds)
+
+
+def reoptimize(model: nn.Module, layer: str, param: ImageParam, directions: torch.Tensor, *, steps: int = 500,
+               cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean",
+               position: tuple[int, int] | None = None, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """Re-optimize a copy of `param` for `steps` Adam steps under `directions (B, k)`; SSIM before/after `(B,)`.
+
+    High SSIM means the realization was already an optimum of the direction (seed 001, sec. 3). Returns
+    `(ssim, images_after)`; `param` itself is not changed.
+    """
+    p = copy.deepcopy(param)
+    with torch.no_grad():
+        before = p().detach()
+    obj = direction(layer, directions, cossim_pow, aggregation=aggregation, position=position)
+    after = render(model, obj, p, transforms=None, steps=steps, lr=lr).images
+    return ssim(before.cpu(), after), after

@@ -1,0 +1,109 @@
+"""Realizations (Adam then L-BFGS), multi-point Jacobians, the critical-space search and re-optimization."""
+
+import math
+
+import pytest
+import torch
+from conftest import hooks_on
+from test_ifv_math import Anchors
+
+from invviz.errors import ObjectiveError
+from invviz.ifv import (
+    angle_deg,
+    critical_space,
+    critical_spaces,
+    orthonormalize,
+    principal_angles,
+    realize,
+    recover_objective,
+    reoptimize,
+    solve,
+)
+from invviz.models import Preprocessing
+
+
+def anchors_net(size: int = 8) -> Anchors:
+    net = Anchors(size=size).eval()
+    net.invviz_preprocessing = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
+    return net
+
+
+def test_realize_then_recover_on_a_small_model():
+    net = anchors_net(12)
+    weights = net.anchors.detach().clone()
+    targets = torch.tensor([[0.6, 0.1, 0.5, 0.5, 0.3], [0.1, 0.9, 0.2, 0.0, 0.4]])
+    targets = targets / targets.norm(dim=1, keepdim=True)
+    real = realize(net, "out", targets, cossim_pow=1.0, aggregation="mean", size=12, adam_steps=15,
+                   lbfgs_steps=60, lr=0.1)
+    assert real.images.shape == (2, 3, 12, 12) and real.param.batch == 2
+    assert (real.grad_norm < 0.1 * real.grad_norm_adam).all()  # L-BFGS tightens the optimum Adam reached
+    for i in range(2):
+        res = recover_objective(net, "out", real.element(i), cossim_pow=1.0, aggregation="mean")
+        assert angle_deg(res.direction, targets[i]) < 1.0
+    assert hooks_on(net) == 0 and net.anchors.requires_grad and torch.equal(net.anchors, weights)
+    # re-optimizing under the true targets leaves the images as they are; under swapped targets it does not
+    same, _ = reoptimize(net, "out", real.param, targets, steps=30, aggregation="mean")
+    swapped, _ = reoptimize(net, "out", real.param, targets.flip(0), steps=30, aggregation="mean")
+    assert (same > 0.99).all() and (swapped < same).all()
+
+
+def test_multi_point_jacobian_with_zero_radius_is_the_plain_one():
+    net = anchors_net()
+    theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
+    real = realize(net, "out", theta, aggregation="mean", size=8, adam_steps=50, lbfgs_steps=20, lr=0.1)
+    plain = recover_objective(net, "out", real.element(0), aggregation="mean")
+    multi = recover_objective(net, "out", real.element(0), aggregation="mean", points=3, radius=0.0)
+    assert angle_deg(plain.direction, multi.direction) < 1e-3
+    smooth = recover_objective(net, "out", real.element(0), aggregation="mean", points=4, radius=0.05)
+    assert angle_deg(smooth.direction, theta) < 2.0
+    with pytest.raises(ObjectiveError, match="points"):
+        recover_objective(net, "out", real.element(0), points=0)
+
+
+def planted_samples(k=12, planted_dim=2, n_samples=8, noise=1e-6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    planted = orthonormalize(torch.randn(k, planted_dim, generator=g, dtype=torch.float64))
+    out = []
+    for _ in range(n_samples):
+        a = torch.randn(k, 50, generator=g, dtype=torch.float64)
+        a = a - planted @ (planted.T @ a) + noise * torch.randn(k, 50, generator=g, dtype=torch.float64)
+        v = torch.rand(k, generator=g, dtype=torch.float64)
+        out.append(solve(a, v, 0.0))  # p = 0: A_j = J_j
+    return planted, out
+
+
+def test_critical_space_finds_planted_trivial_solutions():
+    planted, samples = planted_samples()
+    crit = critical_space(samples, 1e-3)
+    assert crit.dim == 10 and crit.kernel.shape == (12, 2)
+    angles, _, _ = principal_angles(crit.kernel.double(), planted)
+    assert math.degrees(float(angles.max())) < 0.01
+    assert float((crit.basis.double().T @ planted).abs().max()) < 1e-4
+
+
+def test_nested_intervals_list_each_distinct_space_once():
+    _, samples = planted_samples(noise=1e-6)
+    spaces = critical_spaces(samples, eps_low=1e-8, eps_high=0.5)
+    dims = [s.dim for s in spaces]
+    assert dims == sorted(dims, reverse=True) and len(set(dims)) == len(dims)
+    assert 10 in dims
+    ten = spaces[dims.index(10)]
+    # the planted co-kernel holds from above the noise level (1e-6 relative) to where real singular values start
+    assert ten.eps_low < 1e-4 < ten.eps_high and ten.eps_low <= ten.eps_high
+    for s in spaces:
+        assert torch.allclose(s.basis.T @ s.basis, torch.eye(s.dim), atol=1e-5)
+
+
+def test_critical_space_input_checks():
+    _, samples = planted_samples()
+    with pytest.raises(ObjectiveError, match="eps"):
+        critical_space(samples, 1.5)
+    with pytest.raises(ObjectiveError):
+        critical_space([], 1e-3)
+    restricted = solve(torch.randn(4, 9, dtype=torch.float64), torch.rand(4, dtype=torch.float64), 0.0,
+                       basis=torch.eye(4, dtype=torch.float64)[:, :2])
+    with pytest.raises(ObjectiveError, match="without a critical space"):
+        critical_space([restricted], 1e-3)
+    dead = [solve(torch.zeros(3, 5, dtype=torch.float64), torch.rand(3, dtype=torch.float64), 0.0)]  # dead layer
+    with pytest.raises(ObjectiveError, match="dimension 0"):
+        critical_space(dead, 1e-3)
