@@ -1,13 +1,14 @@
 """invviz: see what a unit of a network responds to, and go back from features to inputs.
 
-The verbs: :func:`visualize`, :func:`load_model`, :func:`list_layers`, :func:`top_units`.
+The verbs: :func:`visualize`, :func:`invert`, :func:`load_model`, :func:`list_layers`, :func:`top_units`.
 """
 
 from ._compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 
-from . import data, errors, ifv, metrics, optvis  # noqa: E402
+from . import align, data, errors, ifv, metrics, optvis  # noqa: E402
+from .align import invert  # noqa: E402
 from .attribution import UnitAttribution, top_units  # noqa: E402
 from .errors import InvvizError  # noqa: E402
 from .models import Capture, Preprocessing, list_layers, load_model, preprocessing_of  # noqa: E402
@@ -16,6 +17,6 @@ from .optvis import RenderResult, visualize  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "visualize", "load_model", "list_layers", "top_units", "Capture", "Preprocessing", "preprocessing_of",
-    "RenderResult", "UnitAttribution", "InvvizError", "data", "errors", "ifv", "metrics", "optvis", "__version__",
+    "visualize", "invert", "load_model", "list_layers", "top_units", "Capture", "Preprocessing", "preprocessing_of",
+    "RenderResult", "UnitAttribution", "InvvizError", "align", "data", "errors", "ifv", "metrics", "optvis", "__version__",
 ]

@@ -1,0 +1,17 @@
+"""Feature alignment (seed 000): networks whose latents are decoded by the network itself, and `invert`.
+
+- :func:`align`, :func:`decode`, :func:`fa_loss`: Algorithm 1 (T steps `r <- r - tau dL/dr`, graph kept in training).
+- :class:`FeatureAligned`, :func:`train_aligned`: the fine-tuning wrapper for any pretrained model.
+- :class:`FashionEncoder` (FA and VFA heads), :class:`FashionDecoder` (AE/VAE baselines), :class:`ToyNet`,
+  :class:`LocalFA` (layer-wise FA with asinh).
+- :func:`invert`: FA decoding for FA models, optimization-based inversion for any other model.
+"""
+
+from .core import align, clamp_weights_, decode, fa_loss, initial_input, orthogonal_init_
+from .invert import Inversion, invert
+from .models import FashionDecoder, FashionEncoder, LocalFA, ToyNet, toy_recover
+from .wrapper import FeatureAligned, default_latent_layer, train_aligned
+
+__all__ = ["align", "clamp_weights_", "decode", "fa_loss", "initial_input", "orthogonal_init_", "Inversion",
+           "invert", "FashionDecoder", "FashionEncoder", "LocalFA", "ToyNet", "toy_recover", "FeatureAligned",
+           "default_latent_layer", "train_aligned"]

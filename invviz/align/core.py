@@ -1,0 +1,99 @@
+"""Feature alignment (seed 000, Algorithm 1): decode a latent with the encoder itself.
+
+From `r_0`, T steps `r <- r - tau * dL/dr` with `L = 1/2 |z - E(r)|^2` (summed per example), then `r_hat =
+sigmoid(r_T)`. Training keeps the graph of those steps (`create_graph=True`) so the encoder update differentiates
+through them, and minimizes `|x - r_hat|^2` (plus the task loss).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ObjectiveError
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+INITS = ("zeros", "uniform", "gaussian")
+
+
+def check_schedule(steps: int, tau: float) -> None:
+    if not isinstance(steps, int) or steps < 1:
+        raise ObjectiveError(f"feature alignment needs steps T >= 1; got {steps!r}")
+    if not tau > 0:
+        raise ObjectiveError(f"the alignment step size tau must be > 0; got {tau!r}")
+
+
+def initial_input(shape: tuple[int, ...], init: str = "zeros", *, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`r_0`: zeros (the authors' code), uniform in [-1, 1], or standard Gaussian (the paper)."""
+    if init == "zeros":
+        return torch.zeros(shape, device=device, dtype=dtype)
+    if init == "uniform":
+        return (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1).to(device)
+    if init == "gaussian":
+        return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+    raise ObjectiveError(f"unknown r_0 init {init!r}; use one of {INITS}")
+
+
+def align(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], *, steps: int = 1, tau: float = 1.0,
+          init: str = "zeros", create_graph: bool = False, generator: torch.Generator | None = None,
+          r0: torch.Tensor | None = None) -> torch.Tensor:
+    """The alignment steps: `r_T` (pre-sigmoid) whose latent `E(r_T)` approaches `z (B, ...)`.
+
+    `shape` is the input shape `(B, C, H, W)`; `create_graph=True` keeps the graph for training.
+    """
+    check_schedule(steps, tau)
+    r = initial_input(shape, init, device=z.device, dtype=z.dtype, generator=generator) if r0 is None else r0
+    if not r.requires_grad:
+        r = r.requires_grad_(True)
+    for _ in range(steps):
+        with torch.enable_grad():
+            zr = encoder(r)
+            if zr.shape != z.shape:
+                raise ObjectiveError(f"the latent of the input has shape {tuple(zr.shape)} but the target latent has"
+                                     f" {tuple(z.shape)}; pass a latent of the encoder's size")
+            loss = 0.5 * ((z - zr) ** 2).sum()
+            (g,) = torch.autograd.grad(loss, r, create_graph=create_graph)
+        r = r - tau * g
+        if not create_graph:
+            r = r.detach().requires_grad_(True)
+    return r
+
+
+def decode(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], **kwargs) -> torch.Tensor:
+    """FA decoding: `sigmoid(r_T)`, images in (0, 1), no graph kept."""
+    return torch.sigmoid(align(encoder, z.detach(), shape, create_graph=False, **kwargs)).detach()
+
+
+def fa_loss(encoder: Encoder, x: torch.Tensor, *, steps: int = 1, tau: float = 1.0, init: str = "zeros",
+            generator: torch.Generator | None = None, z: torch.Tensor | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The FA reconstruction loss `mean_b |x_b - r_hat_b|^2` (summed over pixels), with the latent `z = E(x)` and
+    `r_hat`; differentiable in the encoder's weights through the alignment steps."""
+    x = x.clamp(0.01, 0.99)  # the authors' input clamp
+    z = encoder(x) if z is None else z
+    r = align(encoder, z, tuple(x.shape), steps=steps, tau=tau, init=init, create_graph=True, generator=generator)
+    r_hat = torch.sigmoid(r)
+    loss = ((x - r_hat) ** 2).flatten(1).sum(1).mean()
+    return loss, z, r_hat
+
+
+def orthogonal_init_(module: nn.Module) -> nn.Module:
+    """Orthogonal weights and zero biases for every conv and linear layer (seed 000, Eq. 9's companion)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.orthogonal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
+
+
+@torch.no_grad()
+def clamp_weights_(module: nn.Module, bound: float = math.sqrt(2)) -> None:
+    """Clamp every conv/linear weight to `[-bound, bound]` (seed 000, Eq. 9), after each optimizer step."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            m.weight.clamp_(-bound, bound)
