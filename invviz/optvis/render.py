@@ -33,6 +33,7 @@ class RenderResult:
         snapshots: `{step: images (B, 3, H, W)}` for the steps asked for.
         objective: the objective that was maximized.
         seconds: wall time of the optimization loop.
+        monitored: `{name: (steps, B)}` values of the `monitor` objectives at each step (same images).
     """
 
     images: torch.Tensor
@@ -41,6 +42,7 @@ class RenderResult:
     snapshots: dict[int, torch.Tensor]
     objective: Objective
     seconds: float
+    monitored: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
 
     @property
     def steps_per_second(self) -> float:
@@ -78,6 +80,7 @@ def render(
     snapshots: Sequence[int] = (),
     progress: bool = False,
     layouts: dict[str, Layout] | None = None,
+    monitor: dict[str, Objective] | None = None,
 ) -> RenderResult:
     """Maximize `objective` over `param`'s free variables; the model is left exactly as it was.
 
@@ -85,6 +88,10 @@ def render(
     objective's layers (the forward stops after the deepest one) -> objective (B,) -> Adam on -sum. Weights are
     frozen for the render (backward computes input gradients only) and the model is in eval mode; both are
     restored after, and the capture removes its hooks, even on error.
+
+    `monitor` names objectives evaluated without gradient on the same features every step (e.g. a class
+    probability while the logit is optimized); their values come back in `RenderResult.monitored`. A closure
+    optimizer (L-BFGS) or a sampler optimizer (:mod:`invviz.priors`) replaces Adam through `optimizer`.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ParameterizationError(f"steps must be a positive int; got {steps!r}")
@@ -97,13 +104,17 @@ def render(
         tf = Compose([tf, Resize(prep.input_size[1:])])
     final_resize = Resize(prep.input_size[1:]) if prep.fixed_input_size else Compose([])
     opt = optimizer(list(param.parameters())) if optimizer else torch.optim.Adam(param.parameters(), lr=lr)
-    net_layers = [name for name in objective.layers if name != IMAGE]
+    monitor = dict(monitor or {})
+    net_layers = list(dict.fromkeys(
+        name for obj in (objective, *monitor.values()) for name in obj.layers if name != IMAGE))
+    watched: dict[str, list[torch.Tensor]] = {name: [] for name in monitor}
     want = set(int(s) for s in snapshots)
     shots: dict[int, torch.Tensor] = {}
     values: list[torch.Tensor] = []
     bad = torch.zeros((), dtype=torch.bool, device=device)
 
-    def evaluate(image: torch.Tensor, x: torch.Tensor, cap: Capture, step: int) -> torch.Tensor:
+    def evaluate(image: torch.Tensor, x: torch.Tensor, cap: Capture, step: int
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         try:
             feats = cap.run(normalize(x))
         except (RuntimeError, AssertionError, ValueError) as err:
@@ -115,27 +126,31 @@ def render(
                 f" size={prep.input_size[1]}"
             ) from err
         feats[IMAGE] = image
-        return objective(feats)
+        with torch.no_grad():
+            seen = {name: obj({k: f.detach() for k, f in feats.items()}) for name, obj in monitor.items()}
+        return objective(feats), seen
 
     start = time.perf_counter()
     with frozen_eval(model), Capture(model, net_layers, layouts=layouts) as cap:
         bar = tqdm(range(steps), disable=not progress, desc="render", leave=False)
         for step in bar:
-            last: list[torch.Tensor] = []
+            last: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
 
             def closure() -> torch.Tensor:
                 # one evaluation; Adam calls it once per step, L-BFGS as often as its line search needs
                 opt.zero_grad(set_to_none=True)
                 image = param()
-                vals = evaluate(image, tf(image, generator), cap, step)  # (B,)
+                vals, seen = evaluate(image, tf(image, generator), cap, step)  # (B,)
                 loss = -vals.sum()
                 loss.backward()
-                last.append(vals.detach())
+                last.append((vals.detach(), seen))
                 return loss
 
             opt.step(closure)
-            v = last[-1]
+            v, seen = last[-1]
             values.append(v)
+            for name, val in seen.items():
+                watched[name].append(val)
             bad |= ~torch.isfinite(v).all()
             if device.type == "cpu" or step % NAN_CHECK_EVERY == 0 or step == steps - 1:
                 if bool(bad):
@@ -151,12 +166,13 @@ def render(
         seconds = time.perf_counter() - start
         with torch.no_grad():
             image = param()
-            final = evaluate(image, final_resize(image), cap, 1)
+            final, _ = evaluate(image, final_resize(image), cap, 1)
     if not torch.isfinite(final).all():
         raise NonFiniteError(f"the objective {objective!r} is NaN or infinite on the final image")
     return RenderResult(
         images=image.detach().cpu(), history=torch.stack(values).cpu(), final=final.detach().cpu(),
         snapshots=shots, objective=objective, seconds=seconds,
+        monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v},
     )
 
 

@@ -1,0 +1,220 @@
+"""DGN-AM and PPGN-h (seed 002), batched over chains, as update rules on generator codes inside the core's render
+loop: the generator is an image parameterization (:class:`GeneratorImage`), the objective any core objective.
+
+DGN-AM: `h <- h + eta_t g / mean|g|`, clip to `[0, ub]`, `h <- decay * h`; `eta_t` falls linearly.
+PPGN-h: `h <- h + eps1 (R(h) - h) + eps2 eta g / mean|g| + N(0, eps3^2)`, clip; `R` a prior on codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ObjectiveError, UnitIndexError
+from ..models.state import frozen_eval
+from ..optvis.objectives import Objective, as_objective, custom
+from ..optvis.render import render
+from .generators import GeneratorImage, ImageGenerator
+
+Prior = Callable[[torch.Tensor], torch.Tensor]
+
+
+def clip_codes(h: torch.Tensor, upper: float | torch.Tensor | None) -> torch.Tensor:
+    """Clip codes to `[0, upper]` (`upper` a number or per-unit bounds `(d,)`; no upper bound when None)."""
+    h = h.clamp(min=0.0)
+    if upper is None:
+        return h
+    return torch.minimum(h, torch.as_tensor(upper, dtype=h.dtype, device=h.device).expand_as(h))
+
+
+class CodeSampler(torch.optim.Optimizer):
+    """The DGN-AM / PPGN-h step on codes `(chains, d)` as a closure optimizer for the render loop.
+
+    The render loop minimizes `-objective`, so the ascent direction is `-grad`. The step size is normalized per chain
+    by the mean absolute gradient (the authors' normalization) and falls linearly from `lr` to `lr_end`.
+    """
+
+    def __init__(self, params, *, steps: int, lr: float, lr_end: float, upper: float | torch.Tensor | None = None, decay: float = 1.0, prior: Prior | None = None,
+                 eps1: float = 0.0, eps2: float = 1.0, eps3: float = 0.0, reset_every: int | None = None,
+                 reset: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(params, {})
+        self.steps, self.lr, self.lr_end = steps, lr, lr_end
+        self.upper, self.decay = upper, decay
+        self.prior, self.eps1, self.eps2, self.eps3 = prior, eps1, eps2, eps3
+        self.reset_every, self.reset = reset_every, reset
+        self.noise = generator
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, closure):  # type: ignore[override]
+        with torch.enable_grad():
+            loss = closure()
+        eta = self.lr + (self.lr_end - self.lr) * self.t / max(1, self.steps - 1)
+        for group in self.param_groups:
+            for h in group["params"]:
+                ascent = -h.grad
+                ascent = ascent / ascent.abs().mean(dim=1, keepdim=True).clamp(min=1e-12)
+                if self.prior is None:
+                    h.add_(eta * ascent)
+                else:
+                    noise = torch.randn(h.shape, generator=self.noise, dtype=h.dtype).to(h.device)
+                    h.add_(self.eps1 * (self.prior(h) - h) + self.eps2 * eta * ascent + self.eps3 * noise)
+                h.copy_(clip_codes(h, self.upper))
+                if self.decay != 1.0:
+                    h.mul_(self.decay)
+                if self.reset_every and self.reset is not None and (self.t + 1) % self.reset_every == 0:
+                    h.copy_(self.reset(h))
+        self.t += 1
+        return loss
+
+
+@dataclasses.dataclass
+class SamplerResult:
+    """Images `(chains, 3, S, S)` in [0, 1] (the last of each chain), codes `(chains, d)`, the objective per step
+    `(steps, chains)`, the class probability per step when a class was targeted, and which chains ended above the
+    probability threshold (`kept`)."""
+
+    images: torch.Tensor
+    codes: torch.Tensor
+    activation: torch.Tensor
+    probability: torch.Tensor | None
+    kept: torch.Tensor | None
+    seconds: float
+
+
+def class_probability(unit: int) -> Objective:
+    """Softmax probability of class `unit` from the model's output (a monitor, not for optimization)."""
+    return custom("", lambda logits: F.softmax(logits.flatten(1), dim=1)[:, unit], name=f"p(class {unit})")
+
+
+def class_log_probability(unit: int) -> Objective:
+    """`log p(y = unit | x)`: the exact log-softmax objective of PPGN-h's exact mode."""
+    return custom("", lambda logits: F.log_softmax(logits.flatten(1), dim=1)[:, unit], name=f"log p({unit})")
+
+
+def authors_class_term(unit: int) -> Objective:
+    """An objective whose gradient is `(1 - p) d logit / dx`, the authors' approximation of d log p / dx."""
+    def fn(logits: torch.Tensor) -> torch.Tensor:
+        z = logits.flatten(1)
+        return (1 - F.softmax(z, dim=1)[:, unit]).detach() * z[:, unit]
+
+    return custom("", fn, name=f"(1 - p) * logit({unit})")
+
+
+def _initial_codes(generator: ImageGenerator, init: str | torch.Tensor, chains: int, gen: torch.Generator
+                   ) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        codes = init.float()
+        codes = generator.check_code(codes[None] if codes.dim() == 1 else codes)
+        if codes.shape[0] not in (1, chains):
+            raise ObjectiveError(f"{codes.shape[0]} initial codes for {chains} chains; pass one or one per chain")
+        return codes.expand(chains, -1).clone() if codes.shape[0] == 1 else codes.clone()
+    if init == "noise":
+        return torch.randn(chains, generator.code_dim, generator=gen).abs()
+    if init == "zeros":
+        return torch.zeros(chains, generator.code_dim)
+    raise ObjectiveError(f"init must be 'noise', 'zeros' or codes (chains, {generator.code_dim}); got {init!r}")
+
+
+def _check_class(model_out_dim: int | None, unit: int) -> None:
+    if model_out_dim is not None and not 0 <= unit < model_out_dim:
+        raise UnitIndexError(f"class {unit} out of range: the model has {model_out_dim} outputs")
+
+
+def _sample(model: nn.Module, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
+            size: int | None, steps: int, sampler: Callable, monitor: dict[str, Objective], progress: bool
+            ) -> tuple[GeneratorImage, object]:
+    param = GeneratorImage(generator, codes, size)
+    with frozen_eval(generator):
+        result = render(model, objective, param, transforms=None, steps=steps, optimizer=sampler, monitor=monitor,
+                        progress=progress)
+    return param, result
+
+
+def _bounds(generator: ImageGenerator, upper: float | torch.Tensor | None) -> float | torch.Tensor | None:
+    if upper is None and generator.upper_bounds is not None:
+        return generator.upper_bounds.detach().cpu()
+    return upper
+
+
+def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, layer: str | None = None,
+           steps: int = 200, lr: float = 8.0, lr_end: float = 1e-10, decay: float = 0.99,
+           upper: float | torch.Tensor | None = None, init: str | torch.Tensor = "noise", chains: int = 1,
+           size: int | None = None, seed: int = 0, monitor_class: int | None = None, progress: bool = False
+           ) -> SamplerResult:
+    """DGN-AM: maximize `objective` (a class logit `class_logit(c)`, a channel `int` of `layer`, any core
+    objective) over the generator's code. Codes are clipped to `[0, upper]` (default the generator's code bounds)."""
+    if not lr > 0 or lr_end < 0 or not 0 < decay <= 1 or steps < 1:
+        raise ObjectiveError(f"need lr > 0, lr_end >= 0, 0 < decay <= 1, steps >= 1; got {lr}, {lr_end}, {decay},"
+                             f" {steps}")
+    obj = as_objective(objective, layer)
+    gen = torch.Generator().manual_seed(seed)
+    codes = _initial_codes(generator, init, chains, gen)
+    bound = _bounds(generator, upper)
+    codes = clip_codes(codes, bound)
+
+    def sampler(params):
+        return CodeSampler(params, steps=steps, lr=lr, lr_end=lr_end, upper=bound, decay=decay)
+
+    monitor = {} if monitor_class is None else {"p": class_probability(monitor_class)}
+    param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
+                         progress=progress)
+    prob = res.monitored.get("p")
+    return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
+                         probability=prob, kept=None, seconds=res.seconds)
+
+
+def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: int | Objective, *,
+           eps1: float = 1e-5, eps2: float = 1.0, eps3: float = 1e-17, lr: float = 1.0, lr_end: float | None = None,
+           steps: int = 200, upper: float | torch.Tensor | None = 30.0, gradient: str = "authors",
+           init: str | torch.Tensor = "noise", chains: int = 1, reset_every: int | None = None,
+           threshold: float = 0.9, size: int | None = None, seed: int = 0, progress: bool = False) -> SamplerResult:
+    """PPGN-h: a Langevin-style chain on codes with prior `R` (a code DAE, or `E(G(h))`; see
+    :mod:`invviz.priors.training`). `target` is a class index (then `gradient="authors"` uses `(1 - p) d logit`,
+    `"exact"` the log-softmax gradient) or any core objective for hidden units. Chains are reset to fresh noise every
+    `reset_every` steps; `kept` marks chains whose final class probability is at least `threshold`.
+    """
+    for name, value in (("eps1", eps1), ("eps2", eps2), ("eps3", eps3), ("lr", lr)):
+        if not (value >= 0 and value == value) or value > 1e3:
+            raise ObjectiveError(f"{name} must be a finite number in [0, 1e3]; got {value}")
+    if gradient not in ("authors", "exact"):
+        raise ObjectiveError(f"gradient must be 'authors' or 'exact'; got {gradient!r}")
+    gen = torch.Generator().manual_seed(seed)
+    monitor: dict[str, Objective] = {}
+    if isinstance(target, Objective):
+        obj = target
+    else:
+        unit = int(target)
+        with torch.no_grad(), frozen_eval(model), frozen_eval(generator):
+            from ..models.loading import Normalize, model_device, preprocessing_of
+
+            probe = generator(torch.zeros(1, generator.code_dim, device=model_device(model)))
+            if size:
+                probe = F.interpolate(probe, size=(size, size), mode="bilinear", align_corners=False)
+            n_out = model(Normalize(preprocessing_of(model)).to(probe.device)(probe)).flatten(1).shape[1]
+        _check_class(n_out, unit)
+        obj = authors_class_term(unit) if gradient == "authors" else class_log_probability(unit)
+        monitor["p"] = class_probability(unit)
+    codes = _initial_codes(generator, init, chains, gen)
+    bound = _bounds(generator, upper)
+    codes = clip_codes(codes, bound)
+
+    def fresh(h: torch.Tensor) -> torch.Tensor:
+        return _initial_codes(generator, "noise", h.shape[0], gen).to(h.device)
+
+    def sampler(params):
+        return CodeSampler(params, steps=steps, lr=lr, lr_end=lr if lr_end is None else lr_end, upper=bound,
+                           prior=prior, eps1=eps1, eps2=eps2, eps3=eps3, reset_every=reset_every, reset=fresh,
+                           generator=gen)
+
+    param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
+                         progress=progress)
+    prob = res.monitored.get("p")
+    kept = None if prob is None else prob[-1] >= threshold
+    return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
+                         probability=prob, kept=kept, seconds=res.seconds)
