@@ -7,6 +7,7 @@ angles, SLERP merging, nested intervals over eps), re-optimization SSIM, and `ma
 
 from .jacobian import aggregate, free_variables, jacobian, pixel_realization, response_fn
 from .critical import CriticalSpace, critical_space, critical_spaces
+from .match import Match, match
 from .realize import Realization, objective_gradient, realize, reoptimize
 from .recover import RecoveredObjective, angle_deg, cosine_matrix, recover_objective, solve
 from .sampling import hoyer_sparseness, project_nonneg, sample_targets
@@ -17,5 +18,5 @@ __all__ = [
     "angle_deg", "cosine_matrix", "recover_objective", "solve", "hoyer_sparseness", "project_nonneg",
     "sample_targets", "Subspace", "co_kernel", "complement", "merge", "merge_all", "orthonormalize",
     "principal_angles", "slerp", "CriticalSpace", "critical_space", "critical_spaces", "Realization",
-    "objective_gradient", "realize", "reoptimize",
+    "objective_gradient", "realize", "reoptimize", "Match", "match",
 ]

@@ -107,3 +107,28 @@ def test_critical_space_input_checks():
     dead = [solve(torch.zeros(3, 5, dtype=torch.float64), torch.rand(3, dtype=torch.float64), 0.0)]  # dead layer
     with pytest.raises(ObjectiveError, match="dimension 0"):
         critical_space(dead, 1e-3)
+
+
+def test_match_recovers_a_channel_permutation():
+    """B is A with the channels of its feature layer permuted (and the next layer's inputs permuted back, so B
+    computes the same function): matching channel c of A must return channel perm^-1(c) of B."""
+    from torch import nn
+
+    from invviz.ifv import match
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.Tanh(), nn.Conv2d(6, 5, 3, padding=1), nn.Softplus(),
+                      nn.Conv2d(5, 4, 1))
+    a.invviz_preprocessing = Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3)
+    perm = torch.tensor([3, 0, 4, 1, 2])  # B's channel i is A's channel perm[i]
+    b = nn.Sequential(*[m for m in __import__("copy").deepcopy(a)])
+    b.invviz_preprocessing = a.invviz_preprocessing
+    with torch.no_grad():
+        b[2].weight.copy_(a[2].weight[perm])
+        b[2].bias.copy_(a[2].bias[perm])
+        b[4].weight.copy_(a[4].weight[:, perm])
+    x = torch.rand(2, 3, 12, 12)
+    assert torch.allclose(a(x), b(x), atol=1e-5)
+    res = match(a, "3", 2, b, "3", size=12, adam_steps=200, lbfgs_steps=50, reopt_steps=20, top=2)
+    assert res.top_units[0] == int((perm == 2).nonzero()) and res.direction.shape == (5,)
+    assert res.ssim > 0.95 and res.sparseness > 0.9
