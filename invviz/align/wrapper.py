@@ -24,7 +24,7 @@ from ..models.capture import Capture, resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device, preprocessing_of
 from ..models.state import frozen_eval
 from ..training import fit, load_checkpoint_state
-from .core import align, check_schedule
+from .core import align, check_schedule, initial_input
 
 POOLED_CANDIDATES = ("global_pool", "head.global_pool", "avgpool", "fc_norm", "head.fc_norm", "head.flatten",
                      "pre_logits", "head.pre_logits")
@@ -46,7 +46,9 @@ class FeatureAligned(nn.Module):
     Args:
         model: any image model; copied unless `copy=False` (then fine-tuning changes it in place).
         layer: the latent layer (default :func:`default_latent_layer`).
-        steps, tau, init: the alignment schedule (T, step size, `r_0`).
+        steps, tau: the alignment schedule (T, step size).
+        init, init_scale, seed: `r_0`, one fixed pattern (`"gaussian"`, `"uniform"` or `"zeros"`, times
+            `init_scale`, from `seed`) used in training and decoding; see the note in `__init__` on why not zeros.
         size: the image size `(H, W)` decoded (default: the model's native input size).
         preprocessing: the model's normalization (default: detected).
 
@@ -55,7 +57,8 @@ class FeatureAligned(nn.Module):
     """
 
     def __init__(self, model: nn.Module, layer: str | None = None, *, steps: int = 1, tau: float = 1.0,
-                 init: str = "zeros", size: int | tuple[int, int] | None = None, copy_model: bool = True,
+                 init: str = "gaussian", init_scale: float = 0.1, seed: int = 0,
+                 size: int | tuple[int, int] | None = None, copy_model: bool = True,
                  preprocessing: Preprocessing | None = None) -> None:
         super().__init__()
         check_schedule(steps, tau)
@@ -70,6 +73,11 @@ class FeatureAligned(nn.Module):
         self.steps, self.tau, self.init = steps, tau, init
         hw = size if size is not None else self.prep.input_size[1:]
         self.size = (hw, hw) if isinstance(hw, int) else tuple(hw)
+        # r_0: one fixed pattern shared by training and decoding. A constant start cannot work from pooled features:
+        # a convnet's gradient of a globally pooled latent at a constant image is the same at every interior pixel,
+        # so the alignment steps could only ever produce flat images; a fixed random start breaks that symmetry.
+        r0 = initial_input((1, 3, *self.size), init, generator=torch.Generator().manual_seed(seed)) * init_scale
+        self.register_buffer("r0", r0)
         self.to(model_device(model))
 
     @property
@@ -95,7 +103,7 @@ class FeatureAligned(nn.Module):
         """Images `(B, 3, H, W)` in (0, 1) whose latent aligns with `z (B, d)` (T steps from `r_0`, sigmoid)."""
         with self.encoder() as enc, frozen_eval(self.model):
             r = align(lambda r: enc(torch.sigmoid(r)), z.detach(), (z.shape[0], 3, *self.size),
-                      steps=steps or self.steps, tau=self.tau, init=self.init)
+                      steps=steps or self.steps, tau=self.tau, r0=self.start(z.shape[0]))
         return torch.sigmoid(r).detach()
 
     def losses(self, images: torch.Tensor, *, distill_weight: float = 1.0, recon_weight: float = 1.0
@@ -105,7 +113,7 @@ class FeatureAligned(nn.Module):
         with self.encoder(with_output=True) as enc:
             z, logits = enc(x)
             r = align(lambda r: enc(torch.sigmoid(r))[0], z, tuple(x.shape), steps=self.steps, tau=self.tau,
-                      init=self.init, create_graph=True)
+                      create_graph=True, r0=self.start(x.shape[0]))
         recon = ((x - torch.sigmoid(r)) ** 2).flatten(1).sum(1).mean()
         with torch.no_grad():
             target = self.teacher(self.normalize(x))
@@ -113,6 +121,10 @@ class FeatureAligned(nn.Module):
                            reduction="batchmean")
         total = recon_weight * recon + distill_weight * distill
         return {"loss": total, "recon": recon.detach(), "distill": distill.detach()}
+
+    def start(self, batch: int) -> torch.Tensor:
+        """`r_0` for a batch: the fixed start pattern, repeated."""
+        return self.r0.expand(batch, -1, -1, -1).clone()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))
@@ -123,7 +135,7 @@ class FeatureAligned(nn.Module):
 
         save_checkpoint(path, {"modules": {"model": self.model.state_dict()}, "step": 0,
                                "config": {"layer": self.layer, "steps": self.steps, "tau": self.tau,
-                                          "init": self.init, "size": list(self.size)}})
+                                          "init": self.init, "size": list(self.size)}, "r0": self.r0})
 
     def load(self, path: str | os.PathLike[str]) -> FeatureAligned:
         from ..errors import CheckpointError
@@ -143,18 +155,15 @@ def train_aligned(wrapper: FeatureAligned, loader: Iterable[Any], *, epochs: int
                   ) -> list[dict[str, float]]:
     """Fine-tune `wrapper.model` on batches of images in [0, 1] (tensors or `(images, labels)` tuples).
 
-    Adam(lr, betas (0.5, 0.999)) as the authors; AMP (bfloat16 autocast) on CUDA by default. Returns the
-    per-step losses.
+    Adam(lr, betas (0.5, 0.999)) as the authors; AMP (bfloat16 autocast) on CUDA by default; the model stays in eval
+    mode (BatchNorm statistics and dropout fixed). Returns the per-step losses.
     """
     device = model_device(wrapper.model)
     amp = device.type == "cuda" if amp is None else amp
     params = [p for p in wrapper.model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    wrapper.model.train()
-    # keep normalization statistics fixed: fine-tuning on a few photos must not re-estimate BatchNorm
-    for m in wrapper.model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    # eval mode throughout: BatchNorm statistics and dropout stay fixed while a few photos fine-tune the weights
+    wrapper.model.eval()
 
     def step(batch: Any, _: int) -> dict[str, torch.Tensor]:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -168,12 +177,9 @@ def train_aligned(wrapper: FeatureAligned, loader: Iterable[Any], *, epochs: int
         opt.step()
         return out
 
-    try:
-        return fit(step, loader, modules={"model": wrapper.model}, optimizers={"adam": opt}, epochs=epochs,
-                   max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                   seed=seed, progress=progress, desc="feature alignment")
-    finally:
-        wrapper.model.eval()
+    return fit(step, loader, modules={"model": wrapper.model}, optimizers={"adam": opt}, epochs=epochs,
+               max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+               seed=seed, progress=progress, desc="feature alignment")
 
 
 def image_batch(image: torch.Tensor) -> torch.Tensor:

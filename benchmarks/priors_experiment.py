@@ -1,0 +1,152 @@
+"""Generator priors on the pretrained EfficientNet-Lite0: DGN-AM against pixel-space visualization, PPGN-h against
+DGN-AM, for classes and hidden units, at the same number of gradient steps (seed 002's comparison).
+
+    python benchmarks/priors_experiment.py          # CPU: ~30 min (generator training ~15 min)
+
+1. A compact generator (64 px) is trained here to invert Lite0's pooled features (1280-d, the code) on random crops
+   of the photos shipped with matplotlib/scikit-image/scikit-learn: pixel + comparator-feature (Lite0 `blocks.2`)
+   + adversarial losses. Code bounds = mean + 3 sd. A code DAE is trained on the codes for PPGN-h.
+2. For 10 classes and 10 hidden units (`blocks.5` channels), 200 steps each of: pixel-space `visualize` (FFT, the
+   core's default), DGN-AM, PPGN-h (classes only; the authors' gradient and the exact one).
+3. Reported: reached activation, class probability, naturalness as the Frechet distance between features of a
+   second network (Lite1's pooled `blocks.3`, 80-d; Lite0's own features when Lite1 is not installed) on the samples
+   and on held-out photo crops, diversity as mean pairwise distance of those features, time per sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import invviz  # noqa: F401
+import torch
+
+from invviz import load_model, visualize
+from invviz.data import photo_crops, photo_paths
+from invviz.metrics import frechet_distance, mean_pairwise_distance
+from invviz.models.loading import Normalize, preprocessing_of
+from invviz.optvis import channel, class_logit
+from invviz.priors import (
+    CompactGenerator,
+    LayerFeatures,
+    code_statistics,
+    dgn_am,
+    ppgn_h,
+    train_code_dae,
+    train_generator,
+)
+
+CLASSES = [1, 94, 130, 281, 309, 417, 508, 717, 948, 980]  # goldfish, hummingbird, flamingo, tabby, bee, ...
+UNITS = [0, 11, 23, 37, 50, 64, 88, 101, 140, 170]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gen-steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--size", type=int, default=128, help="size the visualized model sees")
+    ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--work", default="benchmarks/results/priors")
+    ap.add_argument("--out", default="benchmarks/results/priors.json")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    torch.manual_seed(0)
+    model = load_model("tf_efficientnet_lite0")
+    names = sorted(photo_paths())
+    train_names = names[:-2]  # the last two photos are never trained on
+    crops = photo_crops(2048, 64, names=train_names, seed=0)
+    held = photo_crops(256, args.size, names=names, seed=99, scale=(0.3, 0.8))
+    encoder = LayerFeatures(model, "global_pool")
+    comparator = LayerFeatures(model, "blocks.2", pool=False)
+
+    gen = CompactGenerator(code_dim=1280, size=64, width=64)
+    loader = torch.utils.data.DataLoader(crops, batch_size=32, shuffle=True, generator=torch.Generator())
+    t0 = time.perf_counter()
+    hist = train_generator(gen, encoder, comparator, loader, max_steps=args.gen_steps, lr=5e-4,
+                           checkpoint=os.path.join(args.work, "generator.pt"), progress=True)
+    t_gen = time.perf_counter() - t0
+    stats = code_statistics(encoder, torch.utils.data.DataLoader(crops, batch_size=128))
+    gen.set_code_bounds(stats["upper"])
+    dae, _ = train_code_dae(stats["codes"], epochs=40, checkpoint=os.path.join(args.work, "dae.pt"), progress=False)
+
+    try:
+        second = LayerFeatures(load_model("tf_efficientnet_lite1"), "blocks.3")
+        second_name = "EfficientNet-Lite1 blocks.3 (pooled, 80-d)"
+    except Exception:
+        second = LayerFeatures(model, "blocks.3")
+        second_name = "EfficientNet-Lite0 blocks.3 (pooled, 80-d)"
+    with torch.no_grad():
+        real = second(held)
+
+    def naturalness(images: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            f = second(torch.nn.functional.interpolate(images, size=args.size, mode="bilinear", antialias=True))
+        return {"frechet": frechet_distance(f, real), "diversity": mean_pairwise_distance(f)}
+
+    normalize = Normalize(preprocessing_of(model))
+
+    def logits_of(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(normalize(images))
+
+    results: dict[str, dict] = {}
+    ch = args.chains
+    for kind, targets in (("classes", CLASSES), ("units", UNITS)):
+        rows: dict[str, dict[str, list]] = {}
+
+        def add(method: str, images: torch.Tensor, act: torch.Tensor, prob: torch.Tensor | None, secs: float):
+            r = rows.setdefault(method, {"images": [], "act": [], "prob": [], "seconds": 0.0})
+            r["images"].append(images)
+            r["act"].append(act)
+            if prob is not None:
+                r["prob"].append(prob)
+            r["seconds"] += secs
+
+        for t in targets:
+            obj = class_logit(t) if kind == "classes" else channel("blocks.5", t)
+            px = visualize(model, None, obj, batch=ch, steps=args.steps, size=args.size, progress=False)
+            add("pixel", px.images, px.final, None, px.seconds)
+            dg = dgn_am(model, gen, obj, steps=args.steps, chains=ch, size=args.size, lr=8.0, seed=t,
+                        monitor_class=t if kind == "classes" else None)
+            add("dgn_am", dg.images, dg.activation[-1], None if dg.probability is None else dg.probability[-1],
+                dg.seconds)
+            if kind == "classes":
+                for grad in ("authors", "exact"):
+                    pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
+                                upper=gen.upper_bounds.cpu(), seed=t)
+                    # the class logit of the PPGN-h samples, for the same comparison of activations
+                    add(f"ppgn_h_{grad}", pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
+                    first = (pp.probability >= 0.9).float().argmax(0)
+                    reached = (pp.probability >= 0.9).any(0)
+                    rows[f"ppgn_h_{grad}"].setdefault("reached", []).append(reached)
+                    rows[f"ppgn_h_{grad}"].setdefault("first", []).append(torch.where(reached, first, -1))
+            if kind == "classes":
+                rows["pixel"]["prob"].append(torch.softmax(logits_of(px.images), 1)[:, t])
+            print(kind, t, "done", flush=True)
+        out = {}
+        for method, r in rows.items():
+            images = torch.cat(r["images"])
+            entry = {"activation_mean": float(torch.cat(r["act"]).mean()), **naturalness(images),
+                     "seconds_per_sample": r["seconds"] / len(images), "samples": len(images)}
+            if r["prob"]:
+                entry["probability_mean"] = float(torch.cat(r["prob"]).mean())
+            if "reached" in r:
+                entry["fraction_chains_p_ge_0.9_within_steps"] = float(torch.cat(r["reached"]).float().mean())
+            out[method] = entry
+            import torchvision.utils as vutils
+            vutils.save_image(images[::ch][:10], os.path.join("assets", f"priors_{kind}_{method}.png"), nrow=10)
+        results[kind] = out
+    results["generator"] = {"steps": len(hist), "train_seconds_this_run": t_gen,
+                            "final_pixel_mse": hist[-1]["pixel"] if hist else None}
+    results["naturalness_features"] = second_name
+    results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
+                          f" --size {args.size} --chains {args.chains}")
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
