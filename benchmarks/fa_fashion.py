@@ -138,8 +138,7 @@ def main() -> None:
                                          generator=torch.Generator())
     max_steps = int(args.epochs * len(loader))
     results = json.load(open(args.out)) if os.path.exists(args.out) else {}
-    clf = classifier(args.work)
-    real_feats = features(clf, xt)
+    clf = real_feats = None  # the Frechet classifier is trained only when a sampler (VFA, VAE) is run
     for method in args.methods.split(","):
         mods = build(method)
         params = [p for m in mods.values() for p in m.parameters()]
@@ -159,6 +158,9 @@ def main() -> None:
                  "seconds_per_decoded_image": per_image, "train_seconds_this_run": train_s}
         samples = sample(method, mods, 1000)
         if samples is not None:
+            if clf is None:
+                clf = classifier(args.work)
+                real_feats = features(clf, xt)
             entry["frechet_classifier_features"] = frechet_distance(features(clf, samples), real_feats)
         results[method] = entry
         results["command"] = f"python benchmarks/fa_fashion.py --methods {args.methods} --epochs {args.epochs}"

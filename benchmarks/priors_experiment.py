@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--size", type=int, default=128, help="size the visualized model sees")
     ap.add_argument("--chains", type=int, default=2)
+    ap.add_argument("--classes", type=int, default=10, help="how many of the 10 classes")
+    ap.add_argument("--units", type=int, default=10, help="how many of the 10 hidden units")
     ap.add_argument("--work", default="benchmarks/results/priors")
     ap.add_argument("--out", default="benchmarks/results/priors.json")
     args = ap.parse_args()
@@ -93,7 +95,7 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     ch = args.chains
-    for kind, targets in (("classes", CLASSES), ("units", UNITS)):
+    for kind, targets in (("classes", CLASSES[:args.classes]), ("units", UNITS[:args.units])):
         rows: dict[str, dict[str, list]] = {}
 
         def add(method: str, images: torch.Tensor, act: torch.Tensor, prob: torch.Tensor | None, secs: float):
@@ -142,7 +144,7 @@ def main() -> None:
                             "final_pixel_mse": hist[-1]["pixel"] if hist else None}
     results["naturalness_features"] = second_name
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
-                          f" --size {args.size} --chains {args.chains}")
+                          f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}")
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))

@@ -180,7 +180,8 @@ class GeneratorImage(ImageParam):
     def __init__(self, generator: ImageGenerator, codes: torch.Tensor, size: int | None = None) -> None:
         codes = generator.check_code(torch.as_tensor(codes, dtype=torch.float32))
         super().__init__(size or generator.image_size, codes.shape[0], decorrelate=False)
-        self.generator = generator
+        # not a submodule: the codes are the only free variables, and the generator stays where the user put it
+        object.__setattr__(self, "generator", generator)
         self.codes = nn.Parameter(codes.clone())
 
     def forward(self) -> torch.Tensor:
@@ -188,10 +189,3 @@ class GeneratorImage(ImageParam):
         if tuple(img.shape[2:]) != self.size:
             img = F.interpolate(img, size=self.size, mode="bilinear", align_corners=False, antialias=True)
         return img
-
-    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True):
-        # only the codes are free variables; the generator's weights stay fixed
-        yield (prefix + ("." if prefix else "") + "codes", self.codes)
-
-    def parameters(self, recurse: bool = True):
-        yield self.codes

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ObjectiveError, UnitIndexError
+from ..errors import DeviceError, ObjectiveError, UnitIndexError
+from ..models.loading import Normalize, model_device, preprocessing_of
 from ..models.state import frozen_eval
 from ..optvis.objectives import Objective, as_objective, custom
 from ..optvis.render import render
@@ -129,7 +130,10 @@ def _check_class(model_out_dim: int | None, unit: int) -> None:
 def _sample(model: nn.Module, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
             size: int | None, steps: int, sampler: Callable, monitor: dict[str, Objective], progress: bool
             ) -> tuple[GeneratorImage, object]:
-    param = GeneratorImage(generator, codes, size)
+    if model_device(generator) != model_device(model):
+        raise DeviceError(f"the generator is on {model_device(generator)} but the model on {model_device(model)};"
+                          " move one of them with .to(device)")
+    param = GeneratorImage(generator, codes.to(model_device(model)), size)
     with frozen_eval(generator):
         result = render(model, objective, param, transforms=None, steps=steps, optimizer=sampler, monitor=monitor,
                         progress=progress)
@@ -191,8 +195,6 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     else:
         unit = int(target)
         with torch.no_grad(), frozen_eval(model), frozen_eval(generator):
-            from ..models.loading import Normalize, model_device, preprocessing_of
-
             probe = generator(torch.zeros(1, generator.code_dim, device=model_device(model)))
             if size:
                 probe = F.interpolate(probe, size=(size, size), mode="bilinear", align_corners=False)
