@@ -16,9 +16,8 @@ from torch import nn
 
 from ..errors import ImageSizeError, ObjectiveError
 from ..metrics import psnr, ssim
-from ..models.capture import Capture
-from ..models.loading import Normalize, model_device, preprocessing_of
-from ..models.state import frozen_eval
+from ..models.features import LayerFeatures
+from ..models.loading import model_device, preprocessing_of
 from ..optvis.objectives import custom, total_variation
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
@@ -43,9 +42,8 @@ class Inversion:
 
 
 def _features(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
-    normalize = Normalize(preprocessing_of(model)).to(model_device(model))
-    with torch.no_grad(), frozen_eval(model), Capture(model, [layer]) as cap:
-        return cap.run(normalize(images.to(model_device(model))), raw=True)[layer].flatten(1)
+    with torch.no_grad():
+        return LayerFeatures(model, layer, pool=False)(images.to(model_device(model)))
 
 
 def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch.Tensor | None = None,

@@ -8,7 +8,7 @@
 - Samplers: :func:`dgn_am`, :func:`ppgn_h`, batched over chains, on any core objective.
 """
 
-from .features import LayerFeatures
+from ..models.features import LayerFeatures
 from .generators import CompactGenerator, DeePSiMFc6, GeneratorImage, ImageGenerator, load_generator_state
 from .samplers import (
     CodeSampler,

@@ -1,13 +1,13 @@
-"""A fixed feature extractor from any model's layer: the encoder and comparator of generator training."""
+"""A fixed feature extractor from any model's layer (generator encoders and comparators, inversion targets)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..models.capture import Capture, resolve_layer
-from ..models.loading import Normalize, model_device, preprocessing_of
-from ..models.state import frozen_eval
+from .capture import Capture, resolve_layer
+from .loading import Normalize, model_device, preprocessing_of
+from .state import frozen_eval
 
 
 class LayerFeatures(nn.Module):

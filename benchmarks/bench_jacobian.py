@@ -1,0 +1,91 @@
+"""Grad-IFV speed: the Jacobian of 192 features at 224 px on EfficientNet-Lite0 (`blocks.5`), batched VJPs
+(`torch.func.vjp` + `vmap`, in chunks) against one backward per feature, in one run; each variant in its own
+subprocess so its peak resident memory is its own. Also seconds per sample of `recover_objective` and of the
+critical-space search.
+
+    python benchmarks/bench_jacobian.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import invviz  # noqa: F401
+import torch
+
+
+def run_variant(variant: str, chunk: int, size: int) -> dict:
+    from invviz import load_model
+    from invviz.ifv import jacobian, pixel_realization, response_fn
+    from invviz.models import Capture
+
+    model = load_model("tf_efficientnet_lite0")
+    image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    param = pixel_realization(image)
+    (name, xi), = param.named_parameters()
+    with Capture(model, ["blocks.5"]) as cap, torch.no_grad():
+        model.requires_grad_(False)
+        response = response_fn(model, "blocks.5", cap)
+
+        def fn(t):
+            return response(torch.func.functional_call(param, {name: t}, ()))
+
+        fn(xi.detach())  # probe run of the capture
+        t0 = time.perf_counter()
+        with torch.enable_grad():
+            if variant == "batched":
+                v, jac = jacobian(fn, xi, chunk=chunk)
+            else:
+                x = xi.detach().requires_grad_(True)
+                v = fn(x).reshape(-1)
+                rows = [torch.autograd.grad(v[i], x, retain_graph=i < v.numel() - 1)[0].reshape(-1)
+                        for i in range(v.numel())]
+                jac = torch.stack(rows)
+        seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"variant": variant, "chunk": chunk, "seconds": seconds, "peak_rss_mb": peak_mb, "features": v.numel(),
+            "checksum": float(jac.double().abs().sum())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--chunks", default="16,64")
+    ap.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--chunk", type=int, default=64, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default="benchmarks/results/bench_jacobian.json")
+    args = ap.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.chunk, args.size)))
+        return
+    runs: dict[str, list[dict]] = {}
+    configs = [("per_feature", 0)] + [("batched", int(c)) for c in args.chunks.split(",")]
+    for _ in range(args.repeats):
+        for variant, chunk in configs:  # interleaved, so drift hits every variant alike
+            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--chunk", str(chunk), "--size",
+                                  str(args.size)], capture_output=True, text=True, check=True)
+            runs.setdefault(f"{variant}_{chunk}", []).append(json.loads(out.stdout.strip().splitlines()[-1]))
+    summary = {"command": f"python benchmarks/bench_jacobian.py --repeats {args.repeats} --size {args.size} --chunks"
+                          f" {args.chunks}", "threads": torch.get_num_threads()}
+    base = statistics.median(r["seconds"] for r in runs["per_feature_0"])
+    for key, rs in runs.items():
+        med = statistics.median(r["seconds"] for r in rs)
+        summary[key] = {"median_seconds": med, "speedup_vs_per_feature": base / med,
+                        "peak_rss_mb_median": statistics.median(r["peak_rss_mb"] for r in rs),
+                        "checksum": rs[0]["checksum"]}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
