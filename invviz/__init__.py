@@ -7,7 +7,7 @@ from ._compat import ensure_torchvision_importable
 
 ensure_torchvision_importable()
 
-from . import align, data, errors, ifv, metrics, optvis, priors  # noqa: E402
+from . import align, data, errors, ifv, metrics, optvis, plotting, priors  # noqa: E402
 from .align import invert  # noqa: E402
 from .attribution import UnitAttribution, top_units  # noqa: E402
 from .errors import InvvizError  # noqa: E402
@@ -18,5 +18,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "visualize", "invert", "load_model", "list_layers", "top_units", "Capture", "Preprocessing", "preprocessing_of",
-    "RenderResult", "UnitAttribution", "InvvizError", "align", "data", "errors", "ifv", "metrics", "optvis", "priors", "__version__",
+    "RenderResult", "UnitAttribution", "InvvizError", "align", "data", "errors", "ifv", "metrics", "optvis", "plotting", "priors", "__version__",
 ]
