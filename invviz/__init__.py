@@ -18,5 +18,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "visualize", "invert", "load_model", "list_layers", "top_units", "Capture", "Preprocessing", "preprocessing_of",
-    "RenderResult", "UnitAttribution", "InvvizError", "align", "data", "errors", "ifv", "metrics", "optvis", "plotting", "priors", "__version__",
+    "RenderResult", "UnitAttribution", "InvvizError", "align", "data", "errors", "ifv", "metrics", "optvis",
+    "plotting", "priors", "__version__",
 ]

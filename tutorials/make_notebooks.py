@@ -114,7 +114,7 @@ from invviz.ifv import (realize, recover_objective, reoptimize, angle_deg, sampl
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
 
 SMALL = os.environ.get("INVVIZ_SMALL") == "1"
-N, SIZE, ADAM, LBFGS = (3, 64, 60, 10) if SMALL else (16, 128, 800, 100)
+N, SIZE, ADAM, LBFGS = (2, 48, 30, 5) if SMALL else (16, 128, 800, 100)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 model = invviz.load_model("tf_efficientnet_lite0").to(DEVICE)"""),
     ("md", """## 1. Recover sampled targets
