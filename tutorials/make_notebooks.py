@@ -220,7 +220,7 @@ from invviz.priors import (CompactGenerator, DeePSiMFc6, JointPrior, LayerFeatur
                            load_generator_state, ppgn_h, train_code_dae, train_generator)
 
 SMALL = os.environ.get("INVVIZ_SMALL") == "1"
-GEN_STEPS, STEPS, SIZE = (10, 10, 64) if SMALL else (3000, 200, 224)
+GEN_STEPS, STEPS, SIZE = (5, 6, 48) if SMALL else (3000, 200, 224)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 model = invviz.load_model("tf_efficientnet_lite0").to(DEVICE)"""),
     ("md", "## Train a generator that inverts the pooled features, and the code prior"),
@@ -281,13 +281,13 @@ from invviz.align import (FashionEncoder, FeatureAligned, LocalFA, ToyNet, clamp
                           orthogonal_init_, toy_recover, train_aligned)
 
 SMALL = os.environ.get("INVVIZ_SMALL") == "1"
-TOY_STEPS, FA_STEPS, WRAP_STEPS = (100, 10, 2) if SMALL else (1500, 1500, 300)
+TOY_STEPS, FA_STEPS, WRAP_STEPS = (60, 8, 2) if SMALL else (1500, 1500, 300)
 DEVICE = "cuda" if torch.cuda.is_available() else 'cpu'"""),
     ("md", """## The toy: y = sin(3 pi x) with one extra latent neuron
 Recovery is one step from r = 0 on `|l_x - l_r|^2 + 0.01 |f_x - f_r|^2`; training with FA keeps the graph of that
 step. Without FA the sine is not invertible and most of the domain is lost (`benchmarks/fa_toy.py` measures it)."""),
     ("code", """torch.manual_seed(0)
-net = ToyNet(hidden=256 if SMALL else 1024)
+net = ToyNet(hidden=128 if SMALL else 1024)
 opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 for _ in range(TOY_STEPS):
     x = torch.rand(256, 1)
