@@ -224,7 +224,7 @@ GEN_STEPS, STEPS, SIZE = (5, 6, 48) if SMALL else (3000, 200, 224)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 model = invviz.load_model("tf_efficientnet_lite0").to(DEVICE)"""),
     ("md", "## Train a generator that inverts the pooled features, and the code prior"),
-    ("code", """crops = photo_crops(256 if SMALL else 4096, 64, seed=0).to(DEVICE)
+    ("code", """crops = photo_crops(96 if SMALL else 4096, 64, seed=0).to(DEVICE)
 encoder = LayerFeatures(model, "global_pool")
 comparator = LayerFeatures(model, "blocks.2", pool=False)
 gen = CompactGenerator(code_dim=1280, size=64).to(DEVICE)
