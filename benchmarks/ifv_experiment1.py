@@ -133,25 +133,27 @@ def main() -> None:
     under_all = {"target": targets, "plain": rec["plain"], "multi": rec["multi"],  # multi = plain off the subset
              "response": rec["response"] / rec["response"].norm(dim=1, keepdim=True), "random": rand}
     sel = torch.arange(0, len(targets), args.reopt_stride)
-    under = {name: under_all[name][sel] for name in args.reopt_under.split(",")}
-    path = os.path.join(args.work, f"reopt_{args.size}_{args.adam}_{args.lbfgs}_{args.reopt}_s{args.reopt_stride}_p{args.points}_r{args.radius:g}_{'-'.join(under)}.pt")
-    if os.path.exists(path):
-        ssims = torch.load(path, weights_only=True)
-    else:
-        ssims = {}
-        for name, dirs in under.items():
-            vals = []
-            for start in range(0, len(sel), args.batch):
-                idx = sel[start:start + args.batch]
-                batch = invviz.optvis.PixelImage(args.size, len(idx)).to(args.device)
-                with torch.no_grad():
-                    batch.pixels.copy_(params[idx])
-                s, _ = reoptimize(model, args.layer, batch, dirs[start:start + len(idx)], steps=args.reopt,
-                                  cossim_pow=args.cossim_pow, aggregation=agg)
-                vals.append(s)
-            ssims[name] = torch.cat(vals)
-            print(f"re-optimized under {name}: median SSIM {float(ssims[name].median()):.3f}", flush=True)
-        torch.save(ssims, path)
+    under = {name: under_all[name][sel] for name in args.reopt_under.split(",") if name}
+    base = os.path.join(args.work, f"reopt_{args.size}_{args.adam}_{args.lbfgs}_{args.reopt}_s{args.reopt_stride}"
+                                   f"_p{args.points}_r{args.radius:g}")
+    ssims = {}
+    for name, dirs in under.items():  # cached per direction, so an interrupted run keeps what it finished
+        one = f"{base}_{name}.pt"
+        if os.path.exists(one):
+            ssims[name] = torch.load(one, weights_only=True)
+            continue
+        vals = []
+        for start in range(0, len(sel), args.batch):
+            idx = sel[start:start + args.batch]
+            batch = invviz.optvis.PixelImage(args.size, len(idx)).to(args.device)
+            with torch.no_grad():
+                batch.pixels.copy_(params[idx])
+            s, _ = reoptimize(model, args.layer, batch, dirs[start:start + len(idx)], steps=args.reopt,
+                              cossim_pow=args.cossim_pow, aggregation=agg)
+            vals.append(s)
+        ssims[name] = torch.cat(vals)
+        torch.save(ssims[name], one)
+        print(f"re-optimized under {name}: median SSIM {float(ssims[name].median()):.3f}", flush=True)
 
     def stats(x: list[float] | torch.Tensor) -> dict[str, float]:
         a = np.asarray(torch.as_tensor(x), dtype=np.float64)

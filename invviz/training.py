@@ -114,7 +114,7 @@ def fit(
     bar = tqdm(total=total, initial=step, disable=not progress, desc=desc, leave=False)
     epoch = step // n_batches if n_batches else 0
     skip = step % n_batches if n_batches else 0
-    done = False
+    done = max_steps is not None and step >= max_steps  # a resumed run that is already complete does nothing
     while not done and (max_steps is not None or epoch < epochs):
         gen = getattr(loader, "generator", None)
         if isinstance(gen, torch.Generator):
