@@ -1,12 +1,15 @@
 """Feature alignment, experiment 2: Fashion-MNIST with the authors' MNIST encoder (seed 000, Tables 2-3, Fig. 15).
 
-    python benchmarks/fa_fashion.py --methods fa,ae,local,vfa,vae --epochs 3     # CPU: about 1 h for all five
+    python benchmarks/fa_fashion.py --methods fa,ae,local,vfa,vae,vfa_gan --epochs 3
+    python benchmarks/fa_fashion.py --memory       # training memory of global vs local FA
 
 Each method trains the same encoder (4 convs, FC 4096, latent 128) on the 60k training images (Debian package
 `dataset-fashion-mnist`) with the authors' settings (zeros start, T = 1, tau = 1, Adam 1e-4 betas (0.5, 0.999),
-orthogonal init, weight clamp sqrt(2)); AE and VAE add the mirrored decoder. Checkpoints under --work resume.
-Reported on 1000 held-out test images: reconstruction MSE and PSNR, model size, time per decoded image; for the
-samplers (VFA, VAE) the Frechet distance of 1000 samples to test images, computed on the 64-d penultimate features
+orthogonal init, weight clamp sqrt(2)); AE and VAE add the mirrored decoder; VFA-GAN adds a refiner and a
+least-squares discriminator (lambda 0.01). Local FA trains the MLP 784-1024-512-128 with asinh layer by layer.
+Checkpoints under --work resume. Reported on 1000 held-out test images: reconstruction MSE and PSNR, model size
+(without the discriminator), time per decoded image; for the samplers (VFA, VFA-GAN, VAE) the time per sample and the
+Frechet distance of 1000 samples to test images, computed on the 64-d penultimate features
 of a classifier trained here on Fashion-MNIST (not Inception: its weights cannot be fetched offline).
 """
 
@@ -22,7 +25,20 @@ import invviz  # noqa: F401
 import torch
 from torch import nn
 
-from invviz.align import FashionDecoder, FashionEncoder, LocalFA, clamp_weights_, decode, fa_loss, orthogonal_init_
+from invviz.align import (
+    VFAGAN,
+    FashionDecoder,
+    FashionEncoder,
+    LocalFA,
+    clamp_weights_,
+    decode,
+    fa_loss,
+    kl_divergence,
+    mean_latent,
+    orthogonal_init_,
+    vfa_loss,
+    vfa_sample,
+)
 from invviz.data import fashion_mnist
 from invviz.metrics import frechet_distance, psnr
 from invviz.training import fit
@@ -31,23 +47,49 @@ sys.path.insert(0, os.path.dirname(__file__))
 from ifv_experiment2 import FashionNet  # noqa: E402  (the small classifier trained here)
 
 
-def build(method: str) -> dict[str, nn.Module]:
+METHODS = ("fa", "ae", "local", "vfa", "vae", "vfa_gan")
+
+
+def build(method: str, lr: float) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+    """The networks of a method and their Adam optimizers (the authors' betas (0.5, 0.999))."""
     torch.manual_seed(0)
     if method in ("fa", "vfa"):
-        return {"enc": orthogonal_init_(FashionEncoder(variational=method == "vfa"))}
-    if method in ("ae", "vae"):
-        return {"enc": FashionEncoder(variational=method == "vae"), "dec": FashionDecoder()}
-    if method == "local":
-        return {"enc": LocalFA((784, 1024, 512, 128))}
-    raise SystemExit(f"unknown method {method}")
+        mods = {"enc": orthogonal_init_(FashionEncoder(variational=method == "vfa"))}
+    elif method in ("ae", "vae"):
+        mods = {"enc": FashionEncoder(variational=method == "vae"), "dec": FashionDecoder()}
+    elif method == "local":
+        mods = {"enc": LocalFA(MLP)}
+    elif method == "vfa_gan":
+        gan = VFAGAN(orthogonal_init_(FashionEncoder(variational=True)), lam=0.01)
+        mods = {"enc": gan.encoder, "refiner": gan.refiner, "disc": gan.discriminator}
+    else:
+        raise SystemExit(f"unknown method {method}; choose from {METHODS}")
+    if method == "vfa_gan":
+        opts = {k: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999)) for k, m in mods.items()}
+    else:
+        params = [p for m in mods.values() for p in m.parameters()]
+        opts = {"adam": torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))}
+    return mods, opts
+
+
+MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)
 
 
 def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(1)
+    return kl_divergence(mu, logvar)
 
 
-def make_step(method: str, mods: dict[str, nn.Module], opt: torch.optim.Optimizer):
+def make_step(method: str, mods: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer]):
     enc, dec = mods["enc"], mods.get("dec")
+    if method == "vfa_gan":
+        gan = VFAGAN(enc, mods["refiner"], mods["disc"], lam=0.01)
+        named = {"encoder": opts["enc"], "refiner": opts["refiner"], "discriminator": opts["disc"]}
+        return lambda batch, _: gan.train_step(batch[0], named)
+    if method == "local":
+        def local_step(batch, _):
+            return {"loss": torch.tensor(sum(enc.train_step(batch[0].clamp(0.01, 0.99), opts["adam"])))}
+        return local_step
+    opt = opts["adam"]
 
     def step(batch, _):
         x = batch[0].clamp(0.01, 0.99)
@@ -55,22 +97,17 @@ def make_step(method: str, mods: dict[str, nn.Module], opt: torch.optim.Optimize
         if method == "fa":
             loss, _, _ = fa_loss(enc, x)
         elif method == "vfa":
-            mu, logvar = enc.stats(x)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-            rec, _, _ = fa_loss(enc, x, z=z)
-            beta = torch.rand(x.shape[0])  # beta ~ U(0, 1) per example
-            loss = rec + (beta * kl(mu, logvar)).mean()
-            logs["rec"] = rec.detach()
+            out = vfa_loss(enc, x)
+            loss = out["loss"]
+            logs["rec"] = out["recon"].detach()
         elif method == "ae":
             loss = ((dec(enc(x)) - x) ** 2).flatten(1).sum(1).mean()
-        elif method == "vae":
+        else:  # vae
             mu, logvar = enc.stats(x)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
             rec = ((dec(z) - x) ** 2).flatten(1).sum(1).mean()
             loss = rec + kl(mu, logvar).mean()
             logs["rec"] = rec.detach()
-        else:  # local FA: the sum of independent per-layer losses
-            loss = sum(enc.local_losses(x))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -84,10 +121,13 @@ def make_step(method: str, mods: dict[str, nn.Module], opt: torch.optim.Optimize
 @torch.no_grad()
 def reconstruct(method: str, mods: dict[str, nn.Module], x: torch.Tensor) -> torch.Tensor:
     enc, dec = mods["enc"], mods.get("dec")
-    if method in ("fa", "vfa"):
-        z = enc.stats(x)[0] if method == "vfa" else enc(x)
-        with torch.enable_grad():
-            return decode(enc if method == "fa" else (lambda r: enc.stats(r)[0]), z, tuple(x.shape))
+    with torch.enable_grad():
+        if method == "fa":
+            return decode(enc, enc(x), tuple(x.shape))
+        if method == "vfa":
+            return decode(enc, mean_latent(enc, x), tuple(x.shape))
+        if method == "vfa_gan":
+            return VFAGAN(enc, mods["refiner"], mods["disc"]).reconstruct(x)
     if method in ("ae", "vae"):
         return dec(enc.stats(x)[0])
     return enc.decode(enc(x)).clamp(0, 1).reshape(x.shape)
@@ -95,13 +135,56 @@ def reconstruct(method: str, mods: dict[str, nn.Module], x: torch.Tensor) -> tor
 
 @torch.no_grad()
 def sample(method: str, mods: dict[str, nn.Module], n: int) -> torch.Tensor | None:
-    z = torch.randn(n, 128, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
     if method == "vfa":
-        with torch.enable_grad():
-            return decode(mods["enc"], z, (n, 1, 28, 28))
+        return vfa_sample(mods["enc"], n, (1, 28, 28), generator=g)
+    if method == "vfa_gan":
+        return VFAGAN(mods["enc"], mods["refiner"], mods["disc"]).sample(n, (1, 28, 28), generator=g)
     if method == "vae":
-        return mods["dec"](z)
+        return mods["dec"](torch.randn(n, 128, generator=g))
     return None
+
+
+def memory_probe(kind: str, batch: int) -> float:
+    """Peak resident memory (MiB) added by one training step at `batch`, in this fresh process, after a batch-2
+    warm-up step has allocated the optimizer state. `kind`: fa_conv (global FA, the conv encoder), fa_mlp (global FA
+    through the local-FA MLP), local_mlp (local FA, Algorithm 2, on the same MLP)."""
+    import resource
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    if kind == "fa_conv":
+        net = orthogonal_init_(FashionEncoder())
+    else:
+        net = LocalFA(MLP)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+
+    def one(n: int) -> None:
+        x = torch.rand(n, 1, 28, 28).clamp(0.01, 0.99)
+        if kind == "local_mlp":
+            net.train_step(x, opt)
+            return
+        enc = net if kind == "fa_conv" else (lambda r: net(r))
+        loss, _, _ = fa_loss(enc, x if kind == "fa_conv" else x.flatten(1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    one(2)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    one(batch)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def memory_table(batch: int) -> dict[str, float]:
+    import subprocess
+
+    out = {}
+    for kind in ("fa_conv", "fa_mlp", "local_mlp"):
+        res = subprocess.run([sys.executable, __file__, "--memory-probe", kind, "--batch", str(batch)],
+                             capture_output=True, text=True, check=True)
+        out[kind] = float(res.stdout.strip().splitlines()[-1])
+    return out
 
 
 def classifier(work: str) -> FashionNet:
@@ -124,27 +207,39 @@ def features(net: FashionNet, x: torch.Tensor) -> torch.Tensor:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--methods", default="fa,ae,local,vfa,vae")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--memory", action="store_true", help="only measure training memory: global vs local FA")
+    ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     ap.add_argument("--work", default="benchmarks/results/fa_fashion")
     ap.add_argument("--out", default="benchmarks/results/fa_fashion.json")
     args = ap.parse_args()
+    if args.memory_probe:
+        print(memory_probe(args.memory_probe, args.batch))
+        return
+    results = json.load(open(args.out)) if os.path.exists(args.out) else {}
+    results.pop("command", None)
+    if args.memory:
+        table = {str(b): memory_table(b) for b in (128, 512, 2048)}
+        results["memory_mib_per_training_step"] = {"by_batch": table, "command": "python benchmarks/fa_fashion.py"
+                                                   " --memory"}
+        print(json.dumps(table))
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+        return
     os.makedirs(args.work, exist_ok=True)
     x, y = fashion_mnist("train")
     xt, _ = fashion_mnist("test", limit=1000)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=args.batch, shuffle=True,
                                          generator=torch.Generator())
     max_steps = int(args.epochs * len(loader))
-    results = json.load(open(args.out)) if os.path.exists(args.out) else {}
     clf = real_feats = None  # the Frechet classifier is trained only when a sampler (VFA, VAE) is run
     for method in args.methods.split(","):
-        mods = build(method)
-        params = [p for m in mods.values() for p in m.parameters()]
-        opt = torch.optim.Adam(params, lr=args.lr, betas=(0.5, 0.999))
+        mods, opts = build(method, args.lr)
         t0 = time.perf_counter()
-        hist = fit(make_step(method, mods, opt), loader, modules=mods, optimizers={"adam": opt}, max_steps=max_steps,
+        hist = fit(make_step(method, mods, opts), loader, modules=mods, optimizers=opts, max_steps=max_steps,
                    checkpoint=os.path.join(args.work, f"{method}.pt"), desc=method)
         train_s = time.perf_counter() - t0
         for m in mods.values():
@@ -153,17 +248,20 @@ def main() -> None:
         rec = reconstruct(method, mods, xt.clamp(0.01, 0.99))
         per_image = (time.perf_counter() - t0) / len(xt)
         p = psnr(xt, rec)
+        size = sum(q.numel() for k, m in mods.items() if k != "disc" for q in m.parameters())
         entry = {"steps": len(hist), "epochs": len(hist) / len(loader), "mse": float(((xt - rec) ** 2).mean()),
-                 "psnr_db": float(p.mean()), "params": sum(q.numel() for q in params),
-                 "seconds_per_decoded_image": per_image, "train_seconds_this_run": train_s}
+                 "psnr_db": float(p.mean()), "params_without_discriminator": size,
+                 "seconds_per_decoded_image": per_image, "train_seconds_this_run": train_s,
+                 "command": f"python benchmarks/fa_fashion.py --methods {method} --epochs {args.epochs}"}
+        t0 = time.perf_counter()
         samples = sample(method, mods, 1000)
         if samples is not None:
+            entry["seconds_per_sample"] = (time.perf_counter() - t0) / len(samples)
             if clf is None:
                 clf = classifier(args.work)
                 real_feats = features(clf, xt)
             entry["frechet_classifier_features"] = frechet_distance(features(clf, samples), real_feats)
         results[method] = entry
-        results["command"] = f"python benchmarks/fa_fashion.py --methods {args.methods} --epochs {args.epochs}"
         print(method, json.dumps(entry), flush=True)
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)

@@ -299,7 +299,8 @@ print("max recovery error", float((rec - grid).abs().max()))
 plt.plot(grid, rec); plt.plot(grid, grid, "k--"); plt.xlabel("x"); plt.ylabel("recovered");"""),
     ("md", """## Fashion-MNIST with the authors' encoder
 4 convolutions, FC 4096, latent 128; zeros start, T = 1, tau = 1, Adam 1e-4 (0.5, 0.999), orthogonal init, weight
-clamp. `benchmarks/fa_fashion.py` trains FA, VFA, local FA, an autoencoder and a VAE for the comparison table."""),
+clamp. `benchmarks/fa_fashion.py` trains FA, VFA, VFA-GAN, local FA, an autoencoder and a VAE for the comparison
+table."""),
     ("code", """from invviz.data import fashion_mnist
 from invviz.errors import DatasetNotFoundError
 try:
@@ -319,14 +320,32 @@ if x is not None:
     rec = decode(enc, enc(xt), tuple(xt.shape))
     print("test PSNR", float(invviz.metrics.psnr(xt.cpu(), rec.cpu()).mean()), "dB")
     invviz.plotting.show_images(torch.cat([xt[:8], rec[:8]]).expand(-1, 3, -1, -1).cpu());"""),
+    ("md", """## VFA and VFA-GAN: sampling from the latent
+VFA adds mean / log-variance heads (`beta ~ U(0, 1)` per example on the KL term); samples are `z ~ N(0, I)` decoded
+by the same alignment step. VFA-GAN adds a refiner `G(r_hat)` and a least-squares discriminator, with the
+perceptual term on the encoder's mean and variance (lambda 0.01); the refiner starts as the identity. A class head
+(`classes=10`) appends class logits to the latent, so a one-hot vector there conditions a sample."""),
+    ("code", """from invviz.align import VFAGAN, interpolate_latents, mean_latent
+if x is not None:
+    _, y = fashion_mnist("train", limit=len(x))
+    gan = VFAGAN(orthogonal_init_(FashionEncoder(variational=True, classes=10, width=8 if SMALL else 32))).to(DEVICE)
+    opts = {name: torch.optim.Adam(getattr(gan, name).parameters(), lr=1e-4, betas=(0.5, 0.999))
+            for name in ("encoder", "refiner", "discriminator")}
+    for step in range(FA_STEPS):
+        idx = torch.randint(0, len(x), (128,))
+        logs = gan.train_step(x[idx].to(DEVICE), opts, y[idx].to(DEVICE))
+    print({k: round(float(v), 3) for k, v in logs.items()})
+    samples = gan.sample(10, (1, 28, 28), classes=list(range(10)), class_scale=3.0)
+    z = mean_latent(gan.encoder, xt[:2])
+    path = gan.refiner(decode(gan.encoder, interpolate_latents(z[0], z[1], 6), (6, 1, 28, 28)))
+    invviz.plotting.show_images(torch.cat([samples, path]).expand(-1, 3, -1, -1).cpu().detach());"""),
     ("md", """## Local FA: layer-wise training with asinh, reconstruction walking back with sinh"""),
     ("code", """if x is not None:
     local = LocalFA((784, 256, 64))
     opt = torch.optim.Adam(local.parameters(), lr=1e-3)
     for step in range(FA_STEPS * 2):
         idx = torch.randint(0, len(x), (128,))
-        loss = sum(local.local_losses(x[idx]))
-        opt.zero_grad(); loss.backward(); opt.step()
+        local.train_step(x[idx], opt)  # each layer's loss is back-propagated alone: one layer's graph at a time
     rec = local.decode(local(xt.cpu())).clamp(0, 1).reshape(xt.shape)
     print("local FA test PSNR", float(invviz.metrics.psnr(xt.cpu(), rec).mean()), "dB")"""),
     ("md", """## The wrapper on a pretrained model, and `invert`
@@ -360,6 +379,8 @@ def build(cells) -> nbformat.NotebookNode:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
                 for kind, src in cells]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"cell-{i:03d}"  # stable ids: regenerating a notebook changes only what changed
     return nb
 
 

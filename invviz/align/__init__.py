@@ -4,14 +4,26 @@
 - :class:`FeatureAligned`, :func:`train_aligned`: the fine-tuning wrapper for any pretrained model.
 - :class:`FashionEncoder` (FA and VFA heads), :class:`FashionDecoder` (AE/VAE baselines), :class:`ToyNet`,
   :class:`LocalFA` (layer-wise FA with asinh).
+- :func:`vfa_loss`, :func:`vfa_sample`, :class:`VFAGAN` (refiner + least-squares discriminator): VFA and VFA-GAN.
 - :func:`invert`: FA decoding for FA models, optimization-based inversion for any other model.
 """
 
 from .core import align, clamp_weights_, decode, fa_loss, initial_input, orthogonal_init_
 from .invert import Inversion, invert
 from .models import FashionDecoder, FashionEncoder, LocalFA, ToyNet, toy_recover
+from .vfa import (
+    VFAGAN,
+    Refiner,
+    interpolate_latents,
+    kl_divergence,
+    mean_latent,
+    prior_latent,
+    vfa_loss,
+    vfa_sample,
+)
 from .wrapper import FeatureAligned, default_latent_layer, train_aligned
 
 __all__ = ["align", "clamp_weights_", "decode", "fa_loss", "initial_input", "orthogonal_init_", "Inversion",
            "invert", "FashionDecoder", "FashionEncoder", "LocalFA", "ToyNet", "toy_recover", "FeatureAligned",
-           "default_latent_layer", "train_aligned"]
+           "default_latent_layer", "train_aligned", "VFAGAN", "Refiner", "interpolate_latents",
+           "kl_divergence", "mean_latent", "prior_latent", "vfa_loss", "vfa_sample"]

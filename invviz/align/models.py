@@ -3,6 +3,8 @@ baselines, and the layer-wise (local) FA network with asinh activations."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -38,8 +40,9 @@ def toy_recover(net: ToyNet, x: torch.Tensor, *, steps: int = 1, tau: float = 1.
 class FashionEncoder(nn.Module):
     """The authors' MNIST encoder: 4 convolutions, FC 4096, latent 128 (28 x 28 grey input).
 
-    `variational=True` adds the VFA heads (`mu`, `log sigma^2`); `classes` adds a linear class head on the latent
-    (conditional VFA samples and the task loss).
+    `variational=True` adds the VFA heads (`mu`, `log sigma^2`); `classes` adds a linear class head on the 4096
+    features, parallel to them (seed 000 sec. 3.4): its logits are appended to the latent that FA aligns, so a
+    sample can be conditioned on a class by putting a (scaled) one-hot vector there.
     """
 
     def __init__(self, latent: int = 128, variational: bool = False, classes: int = 0, width: int = 32) -> None:
@@ -53,21 +56,30 @@ class FashionEncoder(nn.Module):
             nn.Flatten(), nn.Linear(4 * w * 7 * 7, 4096), nn.LeakyReLU(0.2))
         self.mu = nn.Linear(4096, latent)
         self.logvar = nn.Linear(4096, latent) if variational else None
-        self.classifier = nn.Linear(latent, classes) if classes else None
+        self.classifier = nn.Linear(4096, classes) if classes else None
         self.latent = latent
+        self.classes = classes
 
     @property
     def variational(self) -> bool:
         return self.logvar is not None
 
-    def stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """`mu`, `log sigma^2` (None without VFA heads), class logits (None without a class head)."""
         h = self.features(x)
-        return self.mu(h), None if self.logvar is None else self.logvar(h).clamp(-10, 10)
+        logvar = None if self.logvar is None else self.logvar(h).clamp(-10, 10)
+        return self.mu(h), logvar, None if self.classifier is None else self.classifier(h)
+
+    def stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mu, logvar, _ = self.heads(x)
+        return mu, logvar
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The latent FA aligns: `mu` (FA), or `mu + sigma` (VFA, the authors' random-branch cost)."""
-        mu, logvar = self.stats(x)
-        return mu if logvar is None else mu + torch.exp(0.5 * logvar)
+        """The latent FA aligns: `mu` (FA), or `mu + sigma` (VFA, the authors' random-branch cost), then the class
+        logits when there is a class head."""
+        mu, logvar, logits = self.heads(x)
+        z = mu if logvar is None else mu + torch.exp(0.5 * logvar)
+        return z if logits is None else torch.cat([z, logits], 1)
 
 
 class FashionDecoder(nn.Module):
@@ -109,11 +121,11 @@ class LocalFA(nn.Module):
             h = torch.asinh(lin(h))
         return h
 
-    def local_losses(self, x: torch.Tensor, tau: float = 1.0) -> list[torch.Tensor]:
-        """Per-layer losses `1/2 |x_l - r_hat_l|^2` (batch mean); each depends on its own layer's weights only."""
+    def iter_local_losses(self, x: torch.Tensor, tau: float = 1.0) -> Iterator[torch.Tensor]:
+        """Per-layer losses `1/2 |x_l - r_hat_l|^2` (batch mean), one layer at a time; each depends on its own layer's
+        weights only, and no graph spans layers (a layer's input is detached)."""
         check_schedule(1, tau)
         h = x.flatten(1)
-        losses = []
         for lin in self.layers:
             h = h.detach()
             y = lin(h)  # pre-activation target of this layer (asinh is inverted exactly)
@@ -121,8 +133,22 @@ class LocalFA(nn.Module):
             fit = 0.5 * ((lin(r0) - y.detach()) ** 2).sum()
             (g,) = torch.autograd.grad(fit, r0, create_graph=True)
             r_hat = r0 - tau * g
-            losses.append(0.5 * ((h - r_hat) ** 2).sum(1).mean())
-            h = torch.asinh(y)
+            yield 0.5 * ((h - r_hat) ** 2).sum(1).mean()
+            h = torch.asinh(y.detach())
+
+    def local_losses(self, x: torch.Tensor, tau: float = 1.0) -> list[torch.Tensor]:
+        """All per-layer losses of :meth:`iter_local_losses` at once."""
+        return list(self.iter_local_losses(x, tau))
+
+    def train_step(self, x: torch.Tensor, optimizer: torch.optim.Optimizer, tau: float = 1.0) -> list[float]:
+        """Algorithm 2: each layer's loss is back-propagated as soon as it is computed, so only one layer's graph is
+        alive at a time (the memory advantage of local FA); then one optimizer step. Returns the per-layer losses."""
+        optimizer.zero_grad(set_to_none=True)
+        losses = []
+        for loss in self.iter_local_losses(x, tau):
+            loss.backward()
+            losses.append(float(loss))
+        optimizer.step()
         return losses
 
     @torch.no_grad()

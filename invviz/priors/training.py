@@ -13,26 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ObjectiveError
+from ..models.discriminator import Discriminator
 from ..models.state import frozen_eval
 from ..training import fit
 from .generators import ImageGenerator
 
 Features = Callable[[torch.Tensor], torch.Tensor]
-
-
-class Discriminator(nn.Module):
-    """A small convolutional discriminator on images in [0, 1] (any size >= 16), one score per image."""
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        w = width
-        self.net = nn.Sequential(
-            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(4 * w, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)[:, 0]
 
 
 def _images(batch: Any) -> torch.Tensor:

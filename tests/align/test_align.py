@@ -7,6 +7,7 @@ from torch import nn
 
 import invviz
 from invviz.align import (
+    VFAGAN,
     FashionEncoder,
     FeatureAligned,
     LocalFA,
@@ -15,9 +16,13 @@ from invviz.align import (
     clamp_weights_,
     decode,
     fa_loss,
+    interpolate_latents,
+    kl_divergence,
     orthogonal_init_,
+    prior_latent,
     toy_recover,
     train_aligned,
+    vfa_loss,
 )
 from invviz.errors import CheckpointError, ImageSizeError, NonFiniteError, ObjectiveError
 from invviz.models import Preprocessing
@@ -166,3 +171,54 @@ def test_invert_a_feature_aligned_model_decodes_its_latent():
     assert torch.allclose(again.images, res.images)
     with pytest.raises(ObjectiveError):
         invviz.invert(w, latent=torch.zeros(1, 5))
+
+
+def test_kl_divergence_matches_torch_distributions():
+    mu, logvar = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    ref = torch.distributions.kl_divergence(q, p).sum(1)
+    assert torch.allclose(kl_divergence(mu, logvar), ref, atol=1e-12)
+    assert float(kl_divergence(torch.zeros(2, 3), torch.zeros(2, 3)).abs().max()) == 0.0
+
+
+def test_prior_latents_conditioning_and_interpolation():
+    enc = FashionEncoder(latent=8, variational=True, classes=3, width=4)
+    z = prior_latent(enc, 4, classes=[0, 2, 1, 2], class_scale=5.0, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (4, 11) and z[:, 8:].argmax(1).tolist() == [0, 2, 1, 2] and float(z[:, 8:].max()) == 5.0
+    with pytest.raises(ObjectiveError, match="class indices"):
+        prior_latent(enc, 2, classes=[0, 3])
+    with pytest.raises(ObjectiveError, match="class head"):
+        prior_latent(FashionEncoder(latent=8, variational=True, width=4), 2, classes=[0, 1])
+    path = interpolate_latents(z[0], z[1], 5)
+    assert torch.equal(path[0], z[0]) and torch.allclose(path[-1], z[1]) and path.shape == (5, 11)
+    with pytest.raises(ObjectiveError):
+        vfa_loss(FashionEncoder(latent=8, width=4), torch.rand(2, 1, 28, 28))  # no variational heads
+
+
+def test_vfa_gan_each_loss_updates_only_its_own_network():
+    torch.manual_seed(0)
+    enc = orthogonal_init_(FashionEncoder(latent=8, variational=True, classes=3, width=4))
+    gan = VFAGAN(enc)
+    x, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 1])
+    probe = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(gan.refiner(probe), probe.clamp(1e-4, 1 - 1e-4), atol=1e-6)  # identity at start
+    nets = {"encoder": gan.encoder, "refiner": gan.refiner, "discriminator": gan.discriminator}
+    zero = {k: torch.optim.SGD(v.parameters(), lr=0.0) for k, v in nets.items()}
+    torch.manual_seed(1)
+    gan.train_step(x, zero, labels, clamp=None)
+    got = {k: [p.grad.clone() for p in v.parameters()] for k, v in nets.items()}
+    torch.manual_seed(1)  # the same noise and beta: each network's gradient is that of its own loss alone
+    out = gan.losses(x, labels)
+    for name, loss in (("encoder", "encoder"), ("refiner", "generator"), ("discriminator", "discriminator")):
+        ref = torch.autograd.grad(out[loss], list(nets[name].parameters()), retain_graph=True, allow_unused=True)
+        for g, r in zip(got[name], ref):
+            assert torch.allclose(g, torch.zeros_like(g) if r is None else r, atol=1e-6, rtol=1e-4)
+    opts = {k: torch.optim.Adam(v.parameters(), lr=1e-3, betas=(0.5, 0.999)) for k, v in nets.items()}
+    first = [float(gan.train_step(x, opts, labels)["recon"]) for _ in range(8)]
+    assert first[-1] < first[0]
+    samples = gan.sample(3, (1, 28, 28), classes=[0, 1, 2], generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 28, 28) and 0 < float(samples.min()) and float(samples.max()) < 1
+    assert gan.reconstruct(x).shape == x.shape
+    with pytest.raises(ObjectiveError, match="lambda"):
+        VFAGAN(enc, lam=-1.0)

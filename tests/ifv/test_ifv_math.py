@@ -50,8 +50,12 @@ def test_batched_vjps_equal_autograd_jacobian_float64(agg):
     _, jac = jacobian(fn, x0, chunk=2)
     ref = torch.autograd.functional.jacobian(fn, x0).reshape(5, -1)
     assert torch.allclose(jac, ref, atol=1e-12)
-    _, jac1 = jacobian(fn, x0, chunk=1)
+    _, jac1 = jacobian(fn, x0, chunk=1, method="vmap")
     assert torch.allclose(jac1, jac, atol=1e-14)
+    _, jac_vmap = jacobian(fn, x0, chunk=2, method="vmap")  # "auto" loops on CPU; both paths agree
+    assert torch.allclose(jac_vmap, ref, atol=1e-12)
+    with pytest.raises(ObjectiveError, match="method"):
+        jacobian(fn, x0, method="fast")
 
 
 def test_gradient_formula_with_cosine_matrix():
