@@ -10,7 +10,8 @@ DGN-AM, for classes and hidden units, at the same number of gradient steps (seed
    core's default), DGN-AM, PPGN-h (classes only; the authors' gradient and the exact one).
 3. Reported: reached activation, class probability, naturalness as the Frechet distance between features of a
    second network (Lite1's pooled `blocks.3`, 80-d; Lite0's own features when Lite1 is not installed) on the samples
-   and on held-out photo crops, diversity as mean pairwise distance of those features, time per sample.
+   and on held-out photo crops, diversity as mean pairwise distance of those features (over all samples, and within
+   each target's chains), time per sample. Generator and DAE checkpoints under --work: a rerun only samples.
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ def main() -> None:
         real = second(held)
 
     def naturalness(images: torch.Tensor) -> dict[str, float]:
+        """Frechet distance to the photo crops; diversity over all samples, and within each target's chains (the
+        samples are grouped by target, `ch` chains each)."""
         with torch.no_grad():
             f = second(torch.nn.functional.interpolate(images, size=args.size, mode="bilinear", antialias=True))
-        return {"frechet": frechet_distance(f, real), "diversity": mean_pairwise_distance(f)}
+        within = [mean_pairwise_distance(f[i:i + ch]) for i in range(0, len(f), ch)]
+        return {"frechet": frechet_distance(f, real), "diversity": mean_pairwise_distance(f),
+                "diversity_within_target": float(sum(within) / len(within))}
 
+    ch = args.chains
     normalize = Normalize(preprocessing_of(model))
 
     def logits_of(images: torch.Tensor) -> torch.Tensor:
@@ -94,7 +100,6 @@ def main() -> None:
             return model(normalize(images))
 
     results: dict[str, dict] = {}
-    ch = args.chains
     for kind, targets in (("classes", CLASSES[:args.classes]), ("units", UNITS[:args.units])):
         rows: dict[str, dict[str, list]] = {}
 
