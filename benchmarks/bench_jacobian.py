@@ -41,7 +41,7 @@ def run_variant(variant: str, chunk: int, size: int) -> dict:
         t0 = time.perf_counter()
         with torch.enable_grad():
             # the library's two paths: vmapped VJPs in chunks, and one VJP per feature through the retained graph
-            v, jac = jacobian(fn, xi, chunk=chunk, method="vmap" if variant == "batched" else "loop")
+            v, jac = jacobian(fn, xi, chunk=max(chunk, 1), method="vmap" if variant == "batched" else "loop")
         seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"variant": variant, "chunk": chunk, "seconds": seconds, "peak_rss_mb": peak_mb, "features": v.numel(),
