@@ -122,7 +122,7 @@ def fit(
         for i, batch in enumerate(loader):
             if i < skip:
                 continue
-            logs = {k: float(v) for k, v in step_fn(batch, step).items()}
+            logs = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in step_fn(batch, step).items()}
             first = next(iter(logs.values()), 0.0)
             if not math.isfinite(first):
                 where = f"; the last good checkpoint (step {_saved_step(path)}) is kept at {path}" if path else ""
