@@ -37,6 +37,11 @@ def toy_recover(net: ToyNet, x: torch.Tensor, *, steps: int = 1, tau: float = 1.
     return align(enc, out * weights.sqrt(), tuple(x.shape), steps=steps, tau=2 * tau, create_graph=create_graph)
 
 
+def with_class_logits(z: torch.Tensor, logits: torch.Tensor | None) -> torch.Tensor:
+    """The latent FA aligns: `z`, followed by the class logits when the encoder has a class head."""
+    return z if logits is None else torch.cat([z, logits], 1)
+
+
 class FashionEncoder(nn.Module):
     """The authors' MNIST encoder: 4 convolutions, FC 4096, latent 128 (28 x 28 grey input).
 
@@ -78,8 +83,7 @@ class FashionEncoder(nn.Module):
         """The latent FA aligns: `mu` (FA), or `mu + sigma` (VFA, the authors' random-branch cost), then the class
         logits when there is a class head."""
         mu, logvar, logits = self.heads(x)
-        z = mu if logvar is None else mu + torch.exp(0.5 * logvar)
-        return z if logits is None else torch.cat([z, logits], 1)
+        return with_class_logits(mu if logvar is None else mu + torch.exp(0.5 * logvar), logits)
 
 
 class FashionDecoder(nn.Module):

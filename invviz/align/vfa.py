@@ -24,7 +24,9 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from ..models.discriminator import Discriminator
+from ..models.loading import model_device
 from .core import clamp_weights_, decode, fa_loss
+from .models import with_class_logits
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -49,9 +51,7 @@ def vfa_loss(encoder: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = 
     _variational(encoder)
     x = x.clamp(0.01, 0.99)
     mu, logvar, logits = encoder.heads(x)
-    z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-    if logits is not None:
-        z = torch.cat([z, logits], 1)
+    z = with_class_logits(mu + torch.randn_like(mu) * torch.exp(0.5 * logvar), logits)
     recon, _, r_hat = fa_loss(encoder, x, steps=steps, tau=tau, init=init, z=z)
     kl = kl_divergence(mu, logvar)
     if beta is None:
@@ -86,7 +86,7 @@ def mean_latent(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The latent of `x` without sampling noise: `mu` (and the class logits) — what reconstruction decodes."""
     _variational(encoder)
     mu, _, logits = encoder.heads(x.clamp(0.01, 0.99))
-    return mu if logits is None else torch.cat([mu, logits], 1)
+    return with_class_logits(mu, logits)
 
 
 def interpolate_latents(z0: torch.Tensor, z1: torch.Tensor, n: int) -> torch.Tensor:
@@ -181,8 +181,7 @@ def vfa_sample(encoder: nn.Module, n: int, shape: tuple[int, ...], *, classes: S
                tau: float = 1.0, refiner: nn.Module | None = None) -> torch.Tensor:
     """Samples of a VFA encoder: `z ~ N(0, I)` decoded by T alignment steps (then `refiner`, if given)."""
     z = prior_latent(encoder, n, classes=classes, class_scale=class_scale, generator=generator)
-    device = next(encoder.parameters()).device
-    images = decode(encoder, z.to(device), (n, *shape), steps=steps, tau=tau)
+    images = decode(encoder, z.to(model_device(encoder)), (n, *shape), steps=steps, tau=tau)
     if refiner is not None:
         with torch.no_grad():
             images = refiner(images)

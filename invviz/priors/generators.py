@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, ParameterizationError
+from ..models.loading import model_device
 from ..optvis.param import ImageParam
 
 CAFFE_BGR_MEAN = (104.0, 117.0, 123.0)  # the ImageNet mean (BGR, 0-255) the fc6 generator's output is offset by
@@ -39,7 +40,7 @@ class ImageGenerator(nn.Module):
         upper = torch.as_tensor(upper, dtype=torch.float32).flatten()
         if upper.numel() != self.code_dim:
             raise ParameterizationError(f"upper bounds need {self.code_dim} values; got {upper.numel()}")
-        self.upper_bounds = upper.to(next(self.parameters()).device)
+        self.upper_bounds = upper.to(model_device(self))
 
     def check_code(self, h: torch.Tensor) -> torch.Tensor:
         if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != self.code_dim:

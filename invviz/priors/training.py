@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from ..models.discriminator import Discriminator
+from ..models.loading import model_device
 from ..models.state import frozen_eval
 from ..training import fit
 from .generators import ImageGenerator
@@ -40,7 +41,7 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
     generator drops its adversarial term when that is above `balance` times the discriminator's. The images are
     resized to the generator's size. Returns per-step losses; code bounds come from :func:`code_statistics`.
     """
-    device = next(generator.parameters()).device
+    device = model_device(generator)
     disc = (discriminator or Discriminator()).to(device) if adversarial_weight else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=(0.5, 0.999)) if disc is not None else None
