@@ -48,6 +48,7 @@ from ifv_experiment2 import FashionNet  # noqa: E402  (the small classifier trai
 
 
 METHODS = ("fa", "ae", "local", "vfa", "vae", "vfa_gan")
+MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)
 
 
 def build(method: str, lr: float) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
@@ -70,13 +71,6 @@ def build(method: str, lr: float) -> tuple[dict[str, nn.Module], dict[str, torch
         params = [p for m in mods.values() for p in m.parameters()]
         opts = {"adam": torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))}
     return mods, opts
-
-
-MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)
-
-
-def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return kl_divergence(mu, logvar)
 
 
 def make_step(method: str, mods: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer]):
@@ -106,7 +100,7 @@ def make_step(method: str, mods: dict[str, nn.Module], opts: dict[str, torch.opt
             mu, logvar = enc.stats(x)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
             rec = ((dec(z) - x) ** 2).flatten(1).sum(1).mean()
-            loss = rec + kl(mu, logvar).mean()
+            loss = rec + kl_divergence(mu, logvar).mean()
             logs["rec"] = rec.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+import warnings
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 import numpy as np
@@ -27,6 +29,9 @@ from invviz import load_model
 from invviz.ifv import angle_deg, realize, recover_objective, sample_targets
 from invviz.models import Capture, preprocessing_of
 from invviz.optvis import FFTImage, PixelImage
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ifv_experiment1 import stats  # noqa: E402  (median, p95, mean)
 
 
 class FirstChannels(nn.Module):
@@ -58,11 +63,6 @@ PARAMS = {
 }
 
 
-def stats(x: list[float]) -> dict[str, float]:
-    a = np.asarray(x, dtype=np.float64)
-    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95))}
-
-
 def cell(net: nn.Module, targets: torch.Tensor, *, p: float, agg: str, param: str, args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     r = realize(net, "features", targets, cossim_pow=p, aggregation=agg, size=args.size,
@@ -71,8 +71,6 @@ def cell(net: nn.Module, targets: torch.Tensor, *, p: float, agg: str, param: st
     pred, resp, c0, secs = [], [], [], 0.0
     for i in range(len(targets)):
         t0 = time.perf_counter()
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # far-from-optimum warnings are reported as the gradient norm instead
             rec = recover_objective(net, "features", r.element(i), cossim_pow=p, aggregation=agg, target=targets[i])

@@ -24,6 +24,12 @@ from invviz.ifv import angle_deg, realize, recover_objective, reoptimize, sample
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
 
 
+def stats(x: list[float] | torch.Tensor) -> dict[str, float]:
+    """Median, 95th percentile and mean of a list of values (angles, SSIMs, gradient norms)."""
+    a = np.asarray(torch.as_tensor(x), dtype=np.float64)
+    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tf_efficientnet_lite0")
@@ -154,10 +160,6 @@ def main() -> None:
         ssims[name] = torch.cat(vals)
         torch.save(ssims[name], one)
         print(f"re-optimized under {name}: median SSIM {float(ssims[name].median()):.3f}", flush=True)
-
-    def stats(x: list[float] | torch.Tensor) -> dict[str, float]:
-        a = np.asarray(torch.as_tensor(x), dtype=np.float64)
-        return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
 
     summary = {
         "command": "python benchmarks/ifv_experiment1.py " + " ".join(
