@@ -4,8 +4,9 @@
     python benchmarks/ifv_experiment1.py --sampled 300 --canonical 0 --size 224   # the seed's setting (GPU)
 
 Stages (each cached under --work so a rerun resumes): realizations (Adam then L-BFGS, batched, one target per
-batch element) -> IFV with the plain solver and the multi-point solver -> re-optimization SSIM. Writes a JSON
-summary, the Fig. 2 scatter and the Fig. 3 coefficient bars.
+batch element; asking for more L-BFGS steps continues the cached realization with the most steps below) -> IFV
+with the plain solver and the multi-point solver -> re-optimization SSIM. Writes a JSON summary, the Fig. 2 scatter
+and the Fig. 3 coefficient bars.
 """
 
 from __future__ import annotations
@@ -28,6 +29,22 @@ def stats(x: list[float] | torch.Tensor) -> dict[str, float]:
     """Median, 95th percentile and mean of a list of values (angles, SSIMs, gradient norms)."""
     a = np.asarray(torch.as_tensor(x), dtype=np.float64)
     return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
+
+
+def previous_lbfgs(work: str, size: int, adam: int, lbfgs: int, start: int) -> tuple[int, dict] | None:
+    """The cached realization of this batch with the most L-BFGS steps below `lbfgs` (same size and Adam steps)."""
+    prefix, suffix = f"realized_{size}_{adam}_", f"_{start}.pt"
+    done = [int(name[len(prefix):-len(suffix)]) for name in os.listdir(work)
+            if name.startswith(prefix) and name.endswith(suffix) and name[len(prefix):-len(suffix)].isdigit()]
+    done = [d for d in done if d < lbfgs]
+    if not done:
+        return None
+    return max(done), torch.load(os.path.join(work, f"{prefix}{max(done)}{suffix}"), weights_only=True)
+
+
+def cached_steps(cached: dict | None) -> list[int]:
+    """The L-BFGS step counts after which a cached realization was continued (empty when it ran in one go)."""
+    return [] if cached is None or "continued_from" not in cached else cached["continued_from"].tolist()
 
 
 def main() -> None:
@@ -71,15 +88,32 @@ def main() -> None:
     kinds = ["sampled"] * len(sampled) + ["canonical"] * len(canon)
 
     # 1. realizations, cached per batch
-    params, grad_adam, grad_end, secs = [], [], [], 0.0
+    params, grad_adam, grad_end, secs, continued_from = [], [], [], 0.0, set()
     for start in range(0, len(targets), args.batch):
         path = os.path.join(args.work, f"realized_{args.size}_{args.adam}_{args.lbfgs}_{start}.pt")
         if not os.path.exists(path):
-            r = realize(model, args.layer, targets[start:start + args.batch], cossim_pow=args.cossim_pow,
-                        aggregation=agg, size=args.size, adam_steps=args.adam, lbfgs_steps=args.lbfgs,
-                        seed=args.seed + start, progress=True)
-            torch.save({"params": r.param.pixels.detach().cpu(), "targets": r.targets, "grad_adam": r.grad_norm_adam,
-                        "grad_end": r.grad_norm, "seconds": r.seconds}, path + ".tmp")
+            batch_targets = targets[start:start + args.batch]
+            fewer = previous_lbfgs(args.work, args.size, args.adam, args.lbfgs, start)
+            if fewer is None:
+                r = realize(model, args.layer, batch_targets, cossim_pow=args.cossim_pow, aggregation=agg,
+                            size=args.size, adam_steps=args.adam, lbfgs_steps=args.lbfgs, seed=args.seed + start,
+                            progress=True)
+                grad_after_adam, seconds, continued = r.grad_norm_adam, r.seconds, cached_steps(None)
+            else:  # continue the cached realization with fewer L-BFGS steps (fresh curvature history)
+                done, cached = fewer
+                assert torch.equal(cached["targets"], batch_targets)
+                p = invviz.optvis.PixelImage(args.size, len(batch_targets)).to(args.device)
+                with torch.no_grad():
+                    p.pixels.copy_(cached["params"])
+                r = realize(model, args.layer, batch_targets, cossim_pow=args.cossim_pow, aggregation=agg,
+                            param=p, adam_steps=0, lbfgs_steps=args.lbfgs - done, progress=True)
+                grad_after_adam, seconds = cached["grad_adam"], cached["seconds"] + r.seconds
+                continued = cached_steps(cached) + [done]
+                print(f"continued {done} -> {args.lbfgs} L-BFGS steps: median gradient norm"
+                      f" {float(cached['grad_end'].median()):.3f} -> {float(r.grad_norm.median()):.3f}", flush=True)
+            torch.save({"params": r.param.pixels.detach().cpu(), "targets": r.targets, "grad_adam": grad_after_adam,
+                        "grad_end": r.grad_norm, "seconds": seconds,
+                        "continued_from": torch.tensor(continued, dtype=torch.long)}, path + ".tmp")
             os.replace(path + ".tmp", path)
         cached = torch.load(path, weights_only=True)
         assert torch.equal(cached["targets"], targets[start:start + args.batch])
@@ -87,6 +121,7 @@ def main() -> None:
         grad_adam.append(cached["grad_adam"])
         grad_end.append(cached["grad_end"])
         secs += cached["seconds"]
+        continued_from.update(cached_steps(cached))
         print(f"realized {start + len(cached['params'])}/{len(targets)}", flush=True)
     params, grad_adam, grad_end = torch.cat(params), torch.cat(grad_adam), torch.cat(grad_end)
 
@@ -174,6 +209,7 @@ def main() -> None:
         "ssim_samples": len(sel), "reopt_steps": args.reopt,
         "grad_norm_after_adam": stats(grad_adam), "grad_norm_after_lbfgs": stats(grad_end),
         "seconds_per_realization": secs / len(targets),
+        "lbfgs_restarted_after": sorted(continued_from),  # L-BFGS steps after which a cached run was continued
         "seconds_per_recover_plain": rec["t_plain"] / len(targets),
         "seconds_per_recover_multi": rec["t_multi"] / len(ang["multi"]),
         "points": args.points, "radius": args.radius,

@@ -68,22 +68,28 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
 
     No random transforms (an optimum of the transformed objective is not an optimum of the plain one, and IFV needs
     the gradient to vanish). Batch elements are independent: the summed objective is separable.
+
+    `param` may be an :class:`ImageParam` that is already optimized: with `adam_steps=0` its optimization goes on
+    with `lbfgs_steps` more L-BFGS steps (a fresh curvature history), e.g. to refine cached realizations.
     """
     targets = torch.as_tensor(targets, dtype=torch.float32)
     if targets.dim() == 1:
         targets = targets[None]
     if targets.dim() != 2:
         raise ObjectiveError(f"targets must be (k,) or (B, k); got shape {tuple(targets.shape)}")
-    if adam_steps < 1 or lbfgs_steps < 0:
-        raise ObjectiveError(f"need adam_steps >= 1 and lbfgs_steps >= 0; got {adam_steps}, {lbfgs_steps}")
+    if adam_steps < 0 or lbfgs_steps < 0 or adam_steps + lbfgs_steps < 1:
+        raise ObjectiveError(f"need adam_steps >= 0, lbfgs_steps >= 0 and at least one step; got {adam_steps}, "
+                             f"{lbfgs_steps}")
     b = targets.shape[0]
     generator = torch.Generator().manual_seed(seed)
     p = make_param(param, size, b, generator).to(model_device(model))
     obj = direction(layer, targets, cossim_pow, aggregation=aggregation, position=position)
     grad = functools.partial(objective_gradient, model, layer, p, targets, cossim_pow=cossim_pow,
                              aggregation=aggregation, position=position)
-    first = render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, generator=generator, progress=progress)
-    seconds = first.seconds
+    seconds = 0.0
+    if adam_steps:
+        seconds += render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, generator=generator,
+                          progress=progress).seconds
     _, norm_adam = grad()
     if lbfgs_steps:
         lbfgs = functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=1, history_size=20,

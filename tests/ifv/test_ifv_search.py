@@ -47,6 +47,19 @@ def test_realize_then_recover_on_a_small_model():
     assert (same > 0.99).all() and (swapped < same).all()
 
 
+def test_realize_continues_an_optimized_param_with_lbfgs_only():
+    net = anchors_net(12)
+    theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
+    first = realize(net, "out", theta, aggregation="mean", size=12, adam_steps=15, lbfgs_steps=0, lr=0.1)
+    start = first.param().detach().clone()
+    more = realize(net, "out", theta, aggregation="mean", param=first.param, adam_steps=0, lbfgs_steps=40)
+    assert more.param is first.param  # the same parameterization, optimized further in place
+    assert torch.allclose(more.grad_norm_adam, first.grad_norm)  # the norm it started from
+    assert (more.grad_norm < 0.1 * first.grad_norm).all() and not torch.equal(more.images, start.cpu())
+    with pytest.raises(ObjectiveError, match="at least one step"):
+        realize(net, "out", theta, adam_steps=0, lbfgs_steps=0)
+
+
 def test_multi_point_jacobian_with_zero_radius_is_the_plain_one():
     net = anchors_net()
     theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
