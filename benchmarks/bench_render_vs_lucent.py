@@ -9,9 +9,9 @@ Run it in its own environment, so lucent and kornia stay out of invviz's:
     .bench-venv/bin/python benchmarks/bench_render_vs_lucent.py [--repeats 3]
 
 Prints per-step times (median of the repeats), the floor (one bare forward+backward of resnet18 truncated at
-layer3, input gradients only) both at 128 px and replayed at the exact input sizes the standard transforms feed
-the network in the render (they pad 12 and rescale, so the network sees about 142 px, and oneDNN's speed varies
-a lot between neighbouring sizes), the ratios, the 16-channel batch throughput, and both final activations
+layer3, input gradients only; measured once per repeat between the renders, median) both at 128 px and replayed
+at the exact input sizes the standard transforms feed the network in the render (they pad 12 and rescale, so the
+network sees about 142 px, and oneDNN's speed varies a lot between neighbouring sizes), the ratios, the 16-channel batch throughput, and both final activations
 measured by one shared function (channel mean of layer3 on the untransformed final image, at 128 px and at the
 224 px lucent upsamples to).
 """
@@ -109,11 +109,12 @@ def main() -> None:
     torch.set_num_threads(2)
     model = make_model()
     sizes = render_sizes(0)
-    floor128 = floor_ms(model, [SIZE] * STEPS)
-    floor = floor_ms(model, sizes)
+    floors128, floors = [], []
     inv, luc, batch16 = [], [], []
     acts = {"invviz": [], "lucent": []}
-    for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+    for _ in range(args.repeats):  # interleaved (floors included), so machine noise hits all alike
+        floors128.append(floor_ms(model, [SIZE] * STEPS, reps=1))
+        floors.append(floor_ms(model, sizes, reps=1))
         s, img = run_invviz(model, UNIT)
         inv.append(s)
         acts["invviz"].append((activation(model, img, 128), activation(model, img, 224)))
@@ -122,6 +123,7 @@ def main() -> None:
         acts["lucent"].append((activation(model, img, 128), activation(model, img, 224)))
         s, _ = run_invviz(model, list(range(16)))
         batch16.append(s)
+    floor128, floor = statistics.median(floors128), statistics.median(floors)
     inv_ms = 1e3 * statistics.median(inv) / STEPS
     luc_ms = 1e3 * statistics.median(luc) / STEPS
     img_s_inv = 16 / statistics.median(batch16)
