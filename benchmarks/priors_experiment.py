@@ -7,7 +7,8 @@ DGN-AM, for classes and hidden units, at the same number of gradient steps (seed
    of the photos shipped with matplotlib/scikit-image/scikit-learn: pixel + comparator-feature (Lite0 `blocks.2`)
    + adversarial losses. Code bounds = mean + 3 sd. A code DAE is trained on the codes for PPGN-h.
 2. For 10 classes and 10 hidden units (`blocks.5` channels), 200 steps each of: pixel-space `visualize` (FFT, the
-   core's default), DGN-AM, PPGN-h (classes only; the authors' gradient and the exact one).
+   core's default), DGN-AM (eta_0 = 8 for classes, --unit-lr for units), PPGN-h (classes only; the authors'
+   gradient and the exact one).
 3. Reported: reached activation, class probability, naturalness as the Frechet distance between features of a
    second network (Lite1's pooled `blocks.3`, 80-d; Lite0's own features when Lite1 is not installed) on the samples
    and on held-out photo crops, diversity as mean pairwise distance of those features (over all samples, and within
@@ -51,6 +52,12 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--classes", type=int, default=10, help="how many of the 10 classes")
     ap.add_argument("--units", type=int, default=10, help="how many of the 10 hidden units")
+    ap.add_argument("--unit-list", default=",".join(map(str, UNITS)),
+                    help="comma-separated blocks.5 channels (the default 10 are the reported ones)")
+    ap.add_argument("--unit-lr", default="8.0",
+                    help="DGN-AM's initial step size eta_0 for hidden units (the seed uses 1-8; classes keep 8);"
+                         " a comma-separated list runs one DGN-AM row per value, for choosing it on other units")
+    ap.add_argument("--no-figures", action="store_true", help="do not write the sample rows into assets/")
     ap.add_argument("--work", default="benchmarks/results/priors")
     ap.add_argument("--out", default="benchmarks/results/priors.json")
     args = ap.parse_args()
@@ -100,7 +107,9 @@ def main() -> None:
             return model(normalize(images))
 
     results: dict[str, dict] = {}
-    for kind, targets in (("classes", CLASSES[:args.classes]), ("units", UNITS[:args.units])):
+    units = [int(u) for u in args.unit_list.split(",")][:args.units]
+    unit_lrs = [float(v) for v in args.unit_lr.split(",")]
+    for kind, targets in (("classes", CLASSES[:args.classes]), ("units", units)):
         rows: dict[str, dict[str, list]] = {}
 
         def add(method: str, images: torch.Tensor, act: torch.Tensor, prob: torch.Tensor | None, secs: float):
@@ -115,10 +124,12 @@ def main() -> None:
             obj = class_logit(t) if kind == "classes" else channel("blocks.5", t)
             px = visualize(model, None, obj, batch=ch, steps=args.steps, size=args.size, progress=False)
             add("pixel", px.images, px.final, None, px.seconds)
-            dg = dgn_am(model, gen, obj, steps=args.steps, chains=ch, size=args.size, lr=8.0, seed=t,
-                        monitor_class=t if kind == "classes" else None)
-            add("dgn_am", dg.images, dg.activation[-1], None if dg.probability is None else dg.probability[-1],
-                dg.seconds)
+            for lr in [8.0] if kind == "classes" else unit_lrs:
+                dg = dgn_am(model, gen, obj, steps=args.steps, chains=ch, size=args.size, lr=lr, seed=t,
+                            monitor_class=t if kind == "classes" else None)
+                name = "dgn_am" if kind == "classes" or len(unit_lrs) == 1 else f"dgn_am_lr{lr:g}"
+                add(name, dg.images, dg.activation[-1], None if dg.probability is None else dg.probability[-1],
+                    dg.seconds)
             if kind == "classes":
                 for grad in ("authors", "exact"):
                     pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
@@ -141,15 +152,21 @@ def main() -> None:
                 entry["probability_mean"] = float(torch.cat(r["prob"]).mean())
             if "reached" in r:
                 entry["fraction_chains_p_ge_0.9_within_steps"] = float(torch.cat(r["reached"]).float().mean())
+            if "pixel" in rows and method != "pixel":
+                entry["activation_fraction_of_pixel"] = entry["activation_mean"] / float(
+                    torch.cat(rows["pixel"]["act"]).mean())
             out[method] = entry
-            import torchvision.utils as vutils
-            vutils.save_image(images[::ch][:10], os.path.join("assets", f"priors_{kind}_{method}.png"), nrow=10)
+            if not args.no_figures and targets:
+                import torchvision.utils as vutils
+                vutils.save_image(images[::ch][:10], os.path.join("assets", f"priors_{kind}_{method}.png"), nrow=10)
         results[kind] = out
     results["generator"] = {"steps": len(hist), "train_seconds_this_run": t_gen,
                             "final_pixel_mse": hist[-1]["pixel"] if hist else None}
     results["naturalness_features"] = second_name
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
-                          f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}")
+                          f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
+                          f" --unit-list {args.unit_list} --unit-lr {args.unit_lr}")
+    results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))

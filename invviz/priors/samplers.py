@@ -152,7 +152,12 @@ def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, la
            size: int | None = None, seed: int = 0, monitor_class: int | None = None, progress: bool = False
            ) -> SamplerResult:
     """DGN-AM: maximize `objective` (a class logit `class_logit(c)`, a channel `int` of `layer`, any core
-    objective) over the generator's code. Codes are clipped to `[0, upper]` (default the generator's code bounds)."""
+    objective) over the generator's code. Codes are clipped to `[0, upper]` (default the generator's code bounds).
+
+    `lr` is eta_0, the mean absolute step per code unit at the start (falling linearly to `lr_end`); the seed's
+    setting for class outputs is 8 and it uses 1-8 by layer. Scale it to the code's range: for hidden units of
+    EfficientNet-Lite0 with its pooled features as the code (each in [0, 6]), 2 was chosen on held-out units (README).
+    """
     if not lr > 0 or lr_end < 0 or not 0 < decay <= 1 or steps < 1:
         raise ObjectiveError(f"need lr > 0, lr_end >= 0, 0 < decay <= 1, steps >= 1; got {lr}, {lr_end}, {decay},"
                              f" {steps}")
