@@ -52,6 +52,12 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--classes", type=int, default=10, help="how many of the 10 classes")
     ap.add_argument("--units", type=int, default=10, help="how many of the 10 hidden units")
+    ap.add_argument("--class-list", default=",".join(map(str, CLASSES)),
+                    help="comma-separated ImageNet classes (the default 10 are the reported ones)")
+    ap.add_argument("--ppgn-eps3", default="1e-17",
+                    help="PPGN-h's noise scale eps3 (the authors' 1e-17); a comma-separated list runs one PPGN-h row"
+                         " per value, for choosing it on other classes")
+    ap.add_argument("--ppgn-gradients", default="authors,exact", help="PPGN-h class gradients to run")
     ap.add_argument("--unit-list", default=",".join(map(str, UNITS)),
                     help="comma-separated blocks.5 channels (the default 10 are the reported ones)")
     ap.add_argument("--unit-lr", default="8.0",
@@ -109,7 +115,9 @@ def main() -> None:
     results: dict[str, dict] = {}
     units = [int(u) for u in args.unit_list.split(",")][:args.units]
     unit_lrs = [float(v) for v in args.unit_lr.split(",")]
-    for kind, targets in (("classes", CLASSES[:args.classes]), ("units", units)):
+    classes = [int(c) for c in args.class_list.split(",")][:args.classes]
+    eps3s = [float(v) for v in args.ppgn_eps3.split(",")]
+    for kind, targets in (("classes", classes), ("units", units)):
         rows: dict[str, dict[str, list]] = {}
 
         def add(method: str, images: torch.Tensor, act: torch.Tensor, prob: torch.Tensor | None, secs: float):
@@ -131,15 +139,17 @@ def main() -> None:
                 add(name, dg.images, dg.activation[-1], None if dg.probability is None else dg.probability[-1],
                     dg.seconds)
             if kind == "classes":
-                for grad in ("authors", "exact"):
-                    pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
-                                upper=gen.upper_bounds.cpu(), seed=t)
-                    # the class logit of the PPGN-h samples, for the same comparison of activations
-                    add(f"ppgn_h_{grad}", pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
-                    first = (pp.probability >= 0.9).float().argmax(0)
-                    reached = (pp.probability >= 0.9).any(0)
-                    rows[f"ppgn_h_{grad}"].setdefault("reached", []).append(reached)
-                    rows[f"ppgn_h_{grad}"].setdefault("first", []).append(torch.where(reached, first, -1))
+                for grad in args.ppgn_gradients.split(","):
+                    for eps3 in eps3s:
+                        pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
+                                    eps3=eps3, upper=gen.upper_bounds.cpu(), seed=t)
+                        name = f"ppgn_h_{grad}" if len(eps3s) == 1 else f"ppgn_h_{grad}_eps3_{eps3:g}"
+                        # the class logit of the PPGN-h samples, for the same comparison of activations
+                        add(name, pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
+                        first = (pp.probability >= 0.9).float().argmax(0)
+                        reached = (pp.probability >= 0.9).any(0)
+                        rows[name].setdefault("reached", []).append(reached)
+                        rows[name].setdefault("first", []).append(torch.where(reached, first, -1))
             if kind == "classes":
                 rows["pixel"]["prob"].append(torch.softmax(logits_of(px.images), 1)[:, t])
             print(kind, t, "done", flush=True)
@@ -165,8 +175,10 @@ def main() -> None:
     results["naturalness_features"] = second_name
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
                           f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
-                          f" --unit-list {args.unit_list} --unit-lr {args.unit_lr}")
+                          f" --class-list {args.class_list} --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients"
+                          f" {args.ppgn_gradients} --unit-list {args.unit_list} --unit-lr {args.unit_lr}")
     results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
+    results["ppgn_h_eps3"] = eps3s
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))
