@@ -209,6 +209,7 @@ def main() -> None:
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     ap.add_argument("--work", default="benchmarks/results/fa_fashion")
     ap.add_argument("--out", default="benchmarks/results/fa_fashion.json")
+    ap.add_argument("--no-figures", action="store_true", help="do not write the sample grids into assets/")
     args = ap.parse_args()
     if args.memory_probe:
         print(memory_probe(args.memory_probe, args.batch))
@@ -259,10 +260,11 @@ def main() -> None:
         print(method, json.dumps(entry), flush=True)
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
-        import torchvision.utils as vutils
+        if not args.no_figures:
+            import torchvision.utils as vutils
 
-        grid = torch.cat([xt[:8], rec[:8]] + ([samples[:16]] if samples is not None else []))
-        vutils.save_image(grid, os.path.join("assets", f"fa_fashion_{method}.png"), nrow=8)
+            grid = torch.cat([xt[:8], rec[:8]] + ([samples[:16]] if samples is not None else []))
+            vutils.save_image(grid, os.path.join("assets", f"fa_fashion_{method}.png"), nrow=8)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="benchmarks/results/ifv_exp1")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--summary", default=None, help="where the JSON summary goes (default: WORK/summary.json)")
+    ap.add_argument("--no-figures", action="store_true", help="do not write the figures into assets/")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -198,7 +200,8 @@ def main() -> None:
 
     summary = {
         "command": "python benchmarks/ifv_experiment1.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("work", "device")),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("work", "device", "summary", "no_figures")),
         "model": args.model, "layer": args.layer, "features": k, "samples": len(targets),
         "sampled": len(sampled), "canonical": len(canon), "size": args.size,
         "angle_deg": {name: stats(v) for name, v in ang.items()},
@@ -214,9 +217,11 @@ def main() -> None:
         "seconds_per_recover_multi": rec["t_multi"] / len(ang["multi"]),
         "points": args.points, "radius": args.radius,
     }
-    with open(os.path.join(args.work, "summary.json"), "w") as f:
+    with open(args.summary or os.path.join(args.work, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps(summary, indent=1))
+    if args.no_figures:
+        return
     sub = list(range(0, len(targets), args.multi_stride))
     scatter_with_margins(ang["plain"], ang["response"], "prediction (deg)", "feature response (deg)",
                          os.path.join("assets", "ifv_exp1_scatter.png"))
