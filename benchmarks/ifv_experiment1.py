@@ -42,9 +42,9 @@ def previous_lbfgs(work: str, size: int, adam: int, lbfgs: int, start: int) -> t
     return max(done), torch.load(os.path.join(work, f"{prefix}{max(done)}{suffix}"), weights_only=True)
 
 
-def cached_steps(cached: dict | None) -> list[int]:
+def cached_steps(cached: dict) -> list[int]:
     """The L-BFGS step counts after which a cached realization was continued (empty when it ran in one go)."""
-    return [] if cached is None or "continued_from" not in cached else cached["continued_from"].tolist()
+    return cached["continued_from"].tolist() if "continued_from" in cached else []
 
 
 def main() -> None:
@@ -100,7 +100,7 @@ def main() -> None:
                 r = realize(model, args.layer, batch_targets, cossim_pow=args.cossim_pow, aggregation=agg,
                             size=args.size, adam_steps=args.adam, lbfgs_steps=args.lbfgs, seed=args.seed + start,
                             progress=True)
-                grad_after_adam, seconds, continued = r.grad_norm_adam, r.seconds, cached_steps(None)
+                grad_after_adam, seconds, continued = r.grad_norm_adam, r.seconds, []
             else:  # continue the cached realization with fewer L-BFGS steps (fresh curvature history)
                 done, cached = fewer
                 assert torch.equal(cached["targets"], batch_targets)
