@@ -1,6 +1,7 @@
 """Realizations (Adam then L-BFGS), multi-point Jacobians, the critical-space search and re-optimization."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from invviz.ifv import (
     reoptimize,
     solve,
 )
+from invviz.ifv.recover import offsets
 from invviz.models import Preprocessing
+from invviz.optvis.param import ImageParam
 
 
 def anchors_net(size: int = 8) -> Anchors:
@@ -71,6 +74,35 @@ def test_multi_point_jacobian_with_zero_radius_is_the_plain_one():
     assert angle_deg(smooth.direction, theta) < 2.0
     with pytest.raises(ObjectiveError, match="points"):
         recover_objective(net, "out", real.element(0), points=0)
+
+
+class RawImage(ImageParam):
+    """The free variables are the image itself (no sigmoid), so the Anchors response is quadratic in them."""
+
+    def __init__(self, image: torch.Tensor) -> None:
+        super().__init__(image.shape[-1], 1, decorrelate=False)
+        self.pixels = torch.nn.Parameter(image.clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.pixels
+
+
+def test_antithetic_offsets_cancel_the_first_order_change_of_the_jacobian():
+    """For a response quadratic in the free variables J is linear in them: the mean of J over the realization and
+    +d/-d pairs is exactly J at the realization, and over independent offsets it is not."""
+    shifts = offsets(torch.zeros(2, 3), 5, 0.1, seed=1)
+    assert len(shifts) == 5 and torch.equal(shifts[0], -shifts[1]) and torch.equal(shifts[2], -shifts[3])
+    assert len(offsets(torch.zeros(2, 3), 3, 0.1, antithetic=False)) == 3
+    net = anchors_net()
+    image = 0.25 + 0.5 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a random image is no optimum; only the Jacobians matter here
+        plain, anti, iid = (recover_objective(net, "out", RawImage(image), cossim_pow=0.0, aggregation="mean", **kw)
+                            for kw in ({}, {"points": 5, "radius": 0.3},
+                                       {"points": 5, "radius": 0.3, "antithetic": False}))
+    assert torch.allclose(anti.singular_values, plain.singular_values, rtol=1e-4)
+    assert angle_deg(anti.direction, plain.direction) < 1e-2
+    assert (iid.singular_values - plain.singular_values).abs().max() > 1e-2 * plain.singular_values.max()
 
 
 def planted_samples(k=12, planted_dim=2, n_samples=8, noise=1e-6, seed=0):
