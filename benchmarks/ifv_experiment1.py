@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--cossim-pow", type=float, default=1.0)
     ap.add_argument("--points", type=int, default=9)
     ap.add_argument("--radius", type=float, default=0.001)
+    ap.add_argument("--offsets", choices=("antithetic", "iid"), default="antithetic",
+                    help="multi-point offsets: +/- pairs (recover_objective's default) or independent draws")
     ap.add_argument("--multi-stride", type=int, default=1,
                     help="multi-point IFV on every n-th sample only (CPU budget); compared on that subset")
     ap.add_argument("--reopt", type=int, default=500)
@@ -134,7 +136,8 @@ def main() -> None:
         return p
 
     # 2. IFV, plain and multi-point
-    path = os.path.join(args.work, f"recovered_{args.size}_{args.adam}_{args.lbfgs}_p{args.points}_r{args.radius:g}_m{args.multi_stride}.pt")
+    multi_key = f"p{args.points}_r{args.radius:g}_{args.offsets}"
+    path = os.path.join(args.work, f"recovered_{args.size}_{args.adam}_{args.lbfgs}_{multi_key}_m{args.multi_stride}.pt")
     if os.path.exists(path):
         rec = torch.load(path, weights_only=True)
     else:
@@ -146,7 +149,8 @@ def main() -> None:
             t1 = time.perf_counter()
             if i % args.multi_stride == 0:
                 multi = recover_objective(model, args.layer, element(i), cossim_pow=args.cossim_pow,
-                                          aggregation=agg, points=args.points, radius=args.radius, seed=i)
+                                          aggregation=agg, points=args.points, radius=args.radius,
+                                          antithetic=args.offsets == "antithetic", seed=i)
             else:
                 multi = plain  # not computed for this sample; excluded from the multi-point statistics
             t2 = time.perf_counter()
@@ -177,11 +181,10 @@ def main() -> None:
              "response": rec["response"] / rec["response"].norm(dim=1, keepdim=True), "random": rand}
     sel = torch.arange(0, len(targets), args.reopt_stride)
     under = {name: under_all[name][sel] for name in args.reopt_under.split(",") if name}
-    base = os.path.join(args.work, f"reopt_{args.size}_{args.adam}_{args.lbfgs}_{args.reopt}_s{args.reopt_stride}"
-                                   f"_p{args.points}_r{args.radius:g}")
+    base = os.path.join(args.work, f"reopt_{args.size}_{args.adam}_{args.lbfgs}_{args.reopt}_s{args.reopt_stride}")
     ssims = {}
     for name, dirs in under.items():  # cached per direction, so an interrupted run keeps what it finished
-        one = f"{base}_{name}.pt"
+        one = f"{base}_{multi_key}_{name}.pt" if name == "multi" else f"{base}_{name}.pt"
         if os.path.exists(one):
             ssims[name] = torch.load(one, weights_only=True)
             continue
@@ -215,7 +218,7 @@ def main() -> None:
         "lbfgs_restarted_after": sorted(continued_from),  # L-BFGS steps after which a cached run was continued
         "seconds_per_recover_plain": rec["t_plain"] / len(targets),
         "seconds_per_recover_multi": rec["t_multi"] / len(ang["multi"]),
-        "points": args.points, "radius": args.radius,
+        "points": args.points, "radius": args.radius, "offsets": args.offsets,
     }
     with open(args.summary or os.path.join(args.work, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
