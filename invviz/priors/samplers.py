@@ -2,13 +2,16 @@
 loop: the generator is an image parameterization (:class:`GeneratorImage`), the objective any core objective.
 
 DGN-AM: `h <- h + eta_t g / mean|g|`, clip to `[0, ub]`, `h <- decay * h`; `eta_t` falls linearly.
-PPGN-h: `h <- h + eps1 (R(h) - h) + eps2 eta g / mean|g| + N(0, eps3^2)`, clip; `R` a prior on codes.
+PPGN-h (the authors' `sampler.py`): `d = eps1 (R(h) - h) + eps2 g + N(0, eps3^2)`, `h <- h + eta_t d / mean|d|`,
+clip to `[0, 30]`; `R` a prior on codes. The step normalizes the sum, so the eps weigh the terms against each other
+(at the authors' eps1 = 1e-5 the prior matters only where the class gradient is small), and samples are kept along the
+chain, every `save_every` steps where the class probability passes the threshold.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +38,9 @@ def clip_codes(h: torch.Tensor, upper: float | torch.Tensor | None) -> torch.Ten
 class CodeSampler(torch.optim.Optimizer):
     """The DGN-AM / PPGN-h step on codes `(chains, d)` as a closure optimizer for the render loop.
 
-    The render loop minimizes `-objective`, so the ascent direction is `-grad`. The step size is normalized per chain
-    by the mean absolute gradient (the authors' normalization) and falls linearly from `lr` to `lr_end`.
+    The render loop minimizes `-objective`, so the ascent direction is `-grad`. The step (DGN-AM: the gradient;
+    PPGN-h: the weighted sum of the prior, gradient and noise terms) is normalized per chain by its mean absolute
+    value (the authors' normalization) and scaled by a rate falling linearly from `lr` to `lr_end`.
     """
 
     def __init__(self, params, *, steps: int, lr: float, lr_end: float, upper: float | torch.Tensor | None = None, decay: float = 1.0, prior: Prior | None = None,
@@ -58,13 +62,11 @@ class CodeSampler(torch.optim.Optimizer):
         eta = self.lr + (self.lr_end - self.lr) * self.t / max(1, self.steps - 1)
         for group in self.param_groups:
             for h in group["params"]:
-                ascent = -h.grad
-                ascent = ascent / ascent.abs().mean(dim=1, keepdim=True).clamp(min=1e-12)
-                if self.prior is None:
-                    h.add_(eta * ascent)
-                else:
+                d = -h.grad
+                if self.prior is not None:
                     noise = torch.randn(h.shape, generator=self.noise, dtype=h.dtype).to(h.device)
-                    h.add_(self.eps1 * (self.prior(h) - h) + self.eps2 * eta * ascent + self.eps3 * noise)
+                    d = self.eps1 * (self.prior(h) - h) + self.eps2 * d + self.eps3 * noise
+                h.add_(eta * d / d.abs().mean(dim=1, keepdim=True).clamp(min=1e-12))
                 h.copy_(clip_codes(h, self.upper))
                 if self.decay != 1.0:
                     h.mul_(self.decay)
@@ -78,7 +80,8 @@ class CodeSampler(torch.optim.Optimizer):
 class SamplerResult:
     """Images `(chains, 3, S, S)` in [0, 1] (the last of each chain), codes `(chains, d)`, the objective per step
     `(steps, chains)`, the class probability per step when a class was targeted, and which chains ended above the
-    probability threshold (`kept`)."""
+    probability threshold (`kept`). PPGN-h with `save_every` also returns the samples kept along the chains
+    (`samples` `(N, 3, S, S)`, with the step and chain each was taken at)."""
 
     images: torch.Tensor
     codes: torch.Tensor
@@ -86,6 +89,9 @@ class SamplerResult:
     probability: torch.Tensor | None
     kept: torch.Tensor | None
     seconds: float
+    samples: torch.Tensor | None = None
+    sample_steps: torch.Tensor | None = None
+    sample_chains: torch.Tensor | None = None
 
 
 def class_probability(unit: int) -> Objective:
@@ -128,15 +134,15 @@ def _check_class(model_out_dim: int | None, unit: int) -> None:
 
 
 def _sample(model: nn.Module, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
-            size: int | None, steps: int, sampler: Callable, monitor: dict[str, Objective], progress: bool
-            ) -> tuple[GeneratorImage, object]:
+            size: int | None, steps: int, sampler: Callable, monitor: dict[str, Objective], progress: bool,
+            snapshots: Sequence[int] = ()) -> tuple[GeneratorImage, object]:
     if model_device(generator) != model_device(model):
         raise DeviceError(f"the generator is on {model_device(generator)} but the model on {model_device(model)};"
                           " move one of them with .to(device)")
     param = GeneratorImage(generator, codes.to(model_device(model)), size)
     with frozen_eval(generator):
         result = render(model, objective, param, transforms=None, steps=steps, optimizer=sampler, monitor=monitor,
-                        progress=progress)
+                        progress=progress, snapshots=snapshots)
     return param, result
 
 
@@ -182,15 +188,22 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
            eps1: float = 1e-5, eps2: float = 1.0, eps3: float = 1e-17, lr: float = 1.0, lr_end: float | None = None,
            steps: int = 200, upper: float | torch.Tensor | None = 30.0, gradient: str = "authors",
            init: str | torch.Tensor = "noise", chains: int = 1, reset_every: int | None = None,
-           threshold: float = 0.9, size: int | None = None, seed: int = 0, progress: bool = False) -> SamplerResult:
+           threshold: float = 0.9, save_every: int | None = None, size: int | None = None, seed: int = 0,
+           progress: bool = False) -> SamplerResult:
     """PPGN-h: a Langevin-style chain on codes with prior `R` (a code DAE, or `E(G(h))`; see
     :mod:`invviz.priors.training`). `target` is a class index (then `gradient="authors"` uses `(1 - p) d logit`,
     `"exact"` the log-softmax gradient) or any core objective for hidden units. Chains are reset to fresh noise every
     `reset_every` steps; `kept` marks chains whose final class probability is at least `threshold`.
+
+    `save_every=N` keeps, as the authors' sampler does, the image of every chain at steps N, 2N, ... (before that
+    step's update) whose class probability is at least `threshold`: `samples`, `sample_steps`, `sample_chains`. The
+    authors save every step (N = 1); each saved step holds `chains` images in memory until the end.
     """
     for name, value in (("eps1", eps1), ("eps2", eps2), ("eps3", eps3), ("lr", lr)):
         if not (value >= 0 and value == value) or value > 1e3:
             raise ObjectiveError(f"{name} must be a finite number in [0, 1e3]; got {value}")
+    if save_every is not None and (not isinstance(save_every, int) or save_every < 1):
+        raise ObjectiveError(f"save_every must be a positive int or None; got {save_every!r}")
     if gradient not in ("authors", "exact"):
         raise ObjectiveError(f"gradient must be 'authors' or 'exact'; got {gradient!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -219,9 +232,19 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
                            prior=prior, eps1=eps1, eps2=eps2, eps3=eps3, reset_every=reset_every, reset=fresh,
                            generator=gen)
 
+    # the image after k updates is the one step k (0-based) evaluates, so prob[k] is its class probability
+    saved = range(save_every, steps, save_every) if save_every and "p" in monitor else range(0)
     param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
-                         progress=progress)
+                         progress=progress, snapshots=saved)
     prob = res.monitored.get("p")
     kept = None if prob is None else prob[-1] >= threshold
+    samples = steps_at = chains_at = None
+    if save_every and prob is not None:
+        pick = [(k, c) for k in saved for c in range(prob.shape[1]) if float(prob[k, c]) >= threshold]
+        steps_at = torch.tensor([k for k, _ in pick], dtype=torch.long)
+        chains_at = torch.tensor([c for _, c in pick], dtype=torch.long)
+        samples = (torch.stack([res.snapshots[k][c] for k, c in pick]) if pick
+                   else res.images.new_zeros((0, *res.images.shape[1:])))
     return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
-                         probability=prob, kept=kept, seconds=res.seconds)
+                         probability=prob, kept=kept, seconds=res.seconds, samples=samples, sample_steps=steps_at,
+                         sample_chains=chains_at)

@@ -99,14 +99,41 @@ def test_ppgn_with_exact_prior_and_no_class_term_moves_codes_to_the_reconstructi
         return target.expand_as(h)
 
     h0 = torch.rand(2, 16)
-    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, steps=1, init=h0, chains=2)
-    assert torch.allclose(res.codes, h0 + 0.5 * (target - h0), atol=1e-6)
-    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, steps=20, init=h0, chains=2)
-    assert float((res.codes - target).abs().max()) < 1e-4
+    gap = (target - h0).abs().mean(dim=1, keepdim=True)  # > 0.3 for these draws
+    # the authors' step: lr * d / mean|d| with d = eps1 (R(h) - h): straight toward R(h), lr per unit on average
+    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1, steps=1, init=h0, chains=2)
+    assert torch.allclose(res.codes, h0 + 0.1 * (target - h0) / gap, atol=1e-6)
+    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1, steps=3, init=h0, chains=2)
+    assert torch.allclose((res.codes - target).abs().mean(dim=1, keepdim=True), gap - 0.3, atol=1e-5)
+    assert torch.allclose(torch.nn.functional.normalize(res.codes - target, dim=1),
+                          torch.nn.functional.normalize(h0 - target, dim=1), atol=1e-5)
     exact = ppgn_h(net, gen, prior, 1, eps1=1e-5, steps=3, lr=0.5, chains=2, gradient="exact")
     assert exact.probability.shape == (3, 2) and exact.kept.shape == (2,)
     with pytest.raises(UnitIndexError):
         ppgn_h(net, gen, prior, 9, steps=1)
+    with pytest.raises(ObjectiveError):
+        ppgn_h(net, gen, prior, 1, save_every=0)
+
+
+def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
+    net, gen = small_classifier(), small_generator()
+
+    def prior(h):
+        return 0.5 * h
+
+    run = dict(eps1=0.1, eps3=0.0, lr=0.5, chains=2, seed=3)
+    every = ppgn_h(net, gen, prior, 1, steps=5, save_every=2, threshold=0.0, **run)
+    assert every.sample_steps.tolist() == [2, 2, 4, 4] and every.sample_chains.tolist() == [0, 1, 0, 1]
+    for k in (2, 4):  # a sample at step k is the last image of the same chain run for k steps
+        shorter = ppgn_h(net, gen, prior, 1, steps=k, **run)
+        assert torch.allclose(every.samples[every.sample_steps == k], shorter.images, atol=1e-6)
+    seen = every.probability[2:5:2]
+    mid = float(seen.min() + seen.max()) / 2  # between the four saved probabilities
+    some = ppgn_h(net, gen, prior, 1, steps=5, save_every=2, threshold=mid, **run)
+    expect = [(k, c) for k in (2, 4) for c in (0, 1) if float(every.probability[k, c]) >= mid]
+    assert list(zip(some.sample_steps.tolist(), some.sample_chains.tolist())) == expect and 0 < len(expect) < 4
+    none = ppgn_h(net, gen, prior, 1, steps=5, save_every=2, threshold=1.01, **run)
+    assert none.samples.shape == (0, *every.images.shape[1:])
     with pytest.raises(ObjectiveError):
         ppgn_h(net, gen, prior, 1, eps1=float("nan"))
     with pytest.raises(ObjectiveError):
