@@ -8,7 +8,8 @@ DGN-AM, for classes and hidden units, at the same number of gradient steps (seed
    + adversarial losses. Code bounds = mean + 3 sd. A code DAE is trained on the codes for PPGN-h.
 2. For 10 classes and 10 hidden units (`blocks.5` channels), 200 steps each of: pixel-space `visualize` (FFT, the
    core's default), DGN-AM (eta_0 = 8 for classes, --unit-lr for units), PPGN-h (classes only; the authors'
-   gradient and the exact one).
+   gradient and the exact one; the chains' images every --ppgn-save-every steps with p >= 0.9 are its kept samples,
+   as the authors' sampler saves them).
 3. Reported: reached activation, class probability, naturalness as the Frechet distance between features of a
    second network (Lite1's pooled `blocks.3`, 80-d; Lite0's own features when Lite1 is not installed) on the samples
    and on held-out photo crops, diversity as mean pairwise distance of those features (over all samples, and within
@@ -58,6 +59,9 @@ def main() -> None:
                     help="PPGN-h's noise scale eps3 (the authors' 1e-17); a comma-separated list runs one PPGN-h row"
                          " per value, for choosing it on other classes")
     ap.add_argument("--ppgn-gradients", default="authors,exact", help="PPGN-h class gradients to run")
+    ap.add_argument("--ppgn-save-every", type=int, default=10,
+                    help="PPGN-h keeps the chains' images every N steps where p >= 0.9 (the authors' samples; 0: off);"
+                         " reported as a second PPGN-h row set, '..._kept'")
     ap.add_argument("--unit-list", default=",".join(map(str, UNITS)),
                     help="comma-separated blocks.5 channels (the default 10 are the reported ones)")
     ap.add_argument("--unit-lr", default="8.0",
@@ -96,14 +100,17 @@ def main() -> None:
     with torch.no_grad():
         real = second(held)
 
-    def naturalness(images: torch.Tensor) -> dict[str, float]:
-        """Frechet distance to the photo crops; diversity over all samples, and within each target's chains (the
-        samples are grouped by target, `ch` chains each)."""
+    def naturalness(groups: list[torch.Tensor]) -> dict[str, float]:
+        """Frechet distance to the photo crops; diversity over all samples, and within each target's samples
+        (`groups`: one tensor of images per target; targets with fewer than two samples have no within-diversity)."""
         with torch.no_grad():
-            f = second(torch.nn.functional.interpolate(images, size=args.size, mode="bilinear", antialias=True))
-        within = [mean_pairwise_distance(f[i:i + ch]) for i in range(0, len(f), ch)]
+            f = [second(torch.nn.functional.interpolate(g, size=args.size, mode="bilinear", antialias=True))
+                 for g in groups if len(g)]
+        within = [mean_pairwise_distance(x) for x in f if len(x) > 1]
+        f = torch.cat(f)
         return {"frechet": frechet_distance(f, real), "diversity": mean_pairwise_distance(f),
-                "diversity_within_target": float(sum(within) / len(within))}
+                "diversity_within_target": float(sum(within) / len(within)) if within else float("nan"),
+                "targets_with_two_or_more": len(within)}
 
     ch = args.chains
     normalize = Normalize(preprocessing_of(model))
@@ -142,7 +149,8 @@ def main() -> None:
                 for grad in args.ppgn_gradients.split(","):
                     for eps3 in eps3s:
                         pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
-                                    eps3=eps3, upper=gen.upper_bounds.cpu(), seed=t)
+                                    eps3=eps3, upper=gen.upper_bounds.cpu(), seed=t,
+                                    save_every=args.ppgn_save_every or None)
                         name = f"ppgn_h_{grad}" if len(eps3s) == 1 else f"ppgn_h_{grad}_eps3_{eps3:g}"
                         # the class logit of the PPGN-h samples, for the same comparison of activations
                         add(name, pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
@@ -150,14 +158,21 @@ def main() -> None:
                         reached = (pp.probability >= 0.9).any(0)
                         rows[name].setdefault("reached", []).append(reached)
                         rows[name].setdefault("first", []).append(torch.where(reached, first, -1))
+                        if pp.samples is not None:
+                            rows[name].setdefault("kept", []).append(pp.samples)
             if kind == "classes":
                 rows["pixel"]["prob"].append(torch.softmax(logits_of(px.images), 1)[:, t])
             print(kind, t, "done", flush=True)
         out = {}
         for method, r in rows.items():
             images = torch.cat(r["images"])
-            entry = {"activation_mean": float(torch.cat(r["act"]).mean()), **naturalness(images),
+            entry = {"activation_mean": float(torch.cat(r["act"]).mean()), **naturalness(r["images"]),
                      "seconds_per_sample": r["seconds"] / len(images), "samples": len(images)}
+            if r.get("kept") and sum(len(k) for k in r["kept"]):
+                # the authors' output: the images along the chains that passed p >= 0.9, every --ppgn-save-every steps
+                entry["kept_along_chains"] = {"save_every": args.ppgn_save_every, **naturalness(r["kept"]),
+                                              "samples": sum(len(k) for k in r["kept"]),
+                                              "per_target": [len(k) for k in r["kept"]]}
             if r["prob"]:
                 entry["probability_mean"] = float(torch.cat(r["prob"]).mean())
             if "reached" in r:
@@ -176,7 +191,8 @@ def main() -> None:
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
                           f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
                           f" --class-list {args.class_list} --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients"
-                          f" {args.ppgn_gradients} --unit-list {args.unit_list} --unit-lr {args.unit_lr}")
+                          f" {args.ppgn_gradients} --ppgn-save-every {args.ppgn_save_every} --unit-list"
+                          f" {args.unit_list} --unit-lr {args.unit_lr}")
     results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
     results["ppgn_h_eps3"] = eps3s
     with open(args.out, "w") as f:
