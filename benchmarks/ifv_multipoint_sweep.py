@@ -37,7 +37,7 @@ from invviz.models.state import frozen_eval
 from invviz.optvis import PixelImage
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifv_experiment1 import stats  # noqa: E402  (median, p95, mean)
+from ifv_experiment1 import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 
 
 def project_simplex(w: torch.Tensor) -> torch.Tensor:
@@ -71,8 +71,8 @@ def main() -> None:
     ap.add_argument("--layer", default="blocks.4")
     ap.add_argument("--work", default="benchmarks/results/ifv_exp1")
     ap.add_argument("--realizations", default="realized_128_800_100", help="cache prefix of the realizations")
-    ap.add_argument("--start", type=int, default=2)
-    ap.add_argument("--stride", type=int, default=8)
+    ap.add_argument("--start", type=int, default=SWEEP_START)
+    ap.add_argument("--stride", type=int, default=SWEEP_STRIDE)
     ap.add_argument("--points", default="9,25", help="comma-separated prefix sizes (the realization counts as one)")
     ap.add_argument("--radii", default="0.001", help="comma-separated offset standard deviations (logit units)")
     ap.add_argument("--schemes", default="iid,antithetic")
