@@ -114,21 +114,23 @@ from invviz.ifv import (realize, recover_objective, reoptimize, angle_deg, sampl
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
 
 SMALL = os.environ.get("INVVIZ_SMALL") == "1"
-N, SIZE, ADAM, LBFGS = (2, 48, 30, 5) if SMALL else (16, 128, 800, 100)
+N, SIZE, ADAM, LBFGS, POINTS = (2, 48, 30, 5, 3) if SMALL else (16, 128, 800, 100, 9)
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 model = invviz.load_model("tf_efficientnet_lite0").to(DEVICE)"""),
     ("md", """## 1. Recover sampled targets
 Targets are non-negative with Hoyer sparseness drawn uniformly. Realizations use Adam then L-BFGS, no random
 transforms, one target per batch element; IFV then takes one Jacobian (batched vector-Jacobian products) per image.
 The multi-point variant averages `M J` over points around the optimum: ReLU6 and max-pooling make the objective
-non-smooth, and the smoothed objective's gradient vanishes more exactly."""),
+non-smooth, and the smoothed objective's gradient vanishes more exactly. The offsets come in `+d, -d` pairs
+(antithetic), so the smooth first-order change of the Jacobian cancels and only the non-smooth part is averaged;
+the defaults (`radius=1e-3`) were chosen on held-out realizations by `benchmarks/ifv_multipoint_sweep.py`."""),
     ("code", """targets, hoyer = sample_targets(112, N, canonical=False, generator=torch.Generator().manual_seed(0))
 real = realize(model, "blocks.4", targets, size=SIZE, adam_steps=ADAM, lbfgs_steps=LBFGS)
 print("gradient norm after Adam", real.grad_norm_adam.tolist(), "after L-BFGS", real.grad_norm.tolist())
 plain, multi, resp, coeffs = [], [], [], []
 for i in range(N):
     r = recover_objective(model, "blocks.4", real.element(i), target=targets[i])
-    m = recover_objective(model, "blocks.4", real.element(i), points=3, radius=0.1)
+    m = recover_objective(model, "blocks.4", real.element(i), points=POINTS)
     plain.append(angle_deg(r.direction, targets[i])); multi.append(angle_deg(m.direction, targets[i]))
     resp.append(angle_deg(r.response, targets[i])); coeffs.append(r.target_coefficients)
 print("prediction (deg)", [round(a, 1) for a in plain])
@@ -246,14 +248,19 @@ print("class logit", cls.activation[[0, -1]].tolist(), "p", cls.probability[-1].
 print("unit", unit.activation[[0, -1]].tolist())
 invviz.plotting.show_images(torch.cat([cls.images, unit.images]), ["bee"] * 2 + ["blocks.5:11"] * 2);"""),
     ("md", """## PPGN-h
-`h <- h + eps1 (R(h) - h) + eps2 g / mean|g| + N(0, eps3^2)` with the code DAE as `R` (or `R(h) = E(G(h))`), the
-authors' `(1 - p) d logit` gradient or the exact log-softmax one; chains reaching the probability threshold are kept."""),
-    ("code", """pp = ppgn_h(model, gen, dae.to(DEVICE), 309, steps=STEPS, chains=3, size=SIZE, upper=gen.upper_bounds)
+The authors' step: `d = eps1 (R(h) - h) + eps2 g + N(0, eps3^2)`, `h <- h + eta d / mean|d|`, with the code DAE as `R`
+(or `R(h) = E(G(h))`), the authors' `(1 - p) d logit` gradient or the exact log-softmax one. As in their sampler, the
+images along the chain whose class probability passes the threshold are the samples (`save_every` steps apart)."""),
+    ("code", """pp = ppgn_h(model, gen, dae.to(DEVICE), 309, steps=STEPS, chains=3, size=SIZE, upper=gen.upper_bounds,
+            save_every=max(1, STEPS // 10), threshold=0.0 if SMALL else 0.9)
 ex = ppgn_h(model, gen, JointPrior(encoder, gen), 309, steps=STEPS, chains=3, size=SIZE, gradient="exact",
             upper=gen.upper_bounds)
-print("p at the end", pp.probability[-1].tolist(), "kept", pp.kept.tolist())
+print("p at the end", pp.probability[-1].tolist(), "last image above the threshold", pp.kept.tolist())
+print(len(pp.samples), "samples kept along the chains, at steps", pp.sample_steps.tolist())
 print("exact gradient, E(G(h)) prior:", ex.probability[-1].tolist())
-invviz.plotting.show_images(torch.cat([pp.images, ex.images]), ["PPGN-h DAE"] * 3 + ["PPGN-h E(G(h))"] * 3);"""),
+invviz.plotting.show_images(torch.cat([pp.images, ex.images]), ["PPGN-h DAE"] * 3 + ["PPGN-h E(G(h))"] * 3)
+if len(pp.samples):
+    invviz.plotting.show_images(pp.samples[:8], [f"step {s}" for s in pp.sample_steps[:8].tolist()]);"""),
     ("md", """## The original DeePSiM fc6 generator
 With converted fc6 weights on disk (public PyTorch conversions exist; non-commercial licence), point
 `INVVIZ_DEEPSIM` at the file: `load_generator_state` checks every key and shape. Nothing is downloaded."""),
