@@ -14,7 +14,8 @@ realization and at up to max(--points) - 1 offset points, and scores, for each p
   and the weights w on the simplex minimizing `|sum_i w_i J_i^T M_i theta|` (projected gradient), from uniform w.
 
 Offset schemes: `iid` (independent Gaussian offsets) and `antithetic` (offsets in +/- pairs, which cancel the
-first-order term of the Jacobian's smooth variation; `recover_objective`'s default since this sweep). Writes the median / p95 angle to the target of every cell.
+first-order term of the Jacobian's smooth variation; `recover_objective`'s default since this sweep). Writes the
+median / p95 angle to the target of every cell.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--ppgn-gradients", default="authors,exact", help="PPGN-h class gradients to run")
     ap.add_argument("--ppgn-save-every", type=int, default=10,
                     help="PPGN-h keeps the chains' images every N steps where p >= 0.9 (the authors' samples; 0: off);"
-                         " reported as a second PPGN-h row set, '..._kept'")
+                         " scored under each PPGN-h row's 'kept_along_chains'")
     ap.add_argument("--unit-list", default=",".join(map(str, UNITS)),
                     help="comma-separated blocks.5 channels (the default 10 are the reported ones)")
     ap.add_argument("--unit-lr", default="8.0",
