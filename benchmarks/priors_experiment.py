@@ -59,6 +59,9 @@ def main() -> None:
                     help="PPGN-h's noise scale eps3 (the authors' 1e-17); a comma-separated list runs one PPGN-h row"
                          " per value, for choosing it on other classes")
     ap.add_argument("--ppgn-gradients", default="authors,exact", help="PPGN-h class gradients to run")
+    ap.add_argument("--ppgn-lr", default="1.0",
+                    help="PPGN-h's step size (the authors' 1, constant); a comma-separated list runs one PPGN-h row per"
+                         " value, for choosing it on other classes")
     ap.add_argument("--ppgn-save-every", type=int, default=10,
                     help="PPGN-h keeps the chains' images every N steps where p >= 0.9 (the authors' samples; 0: off);"
                          " scored under each PPGN-h row's 'kept_along_chains'")
@@ -124,6 +127,7 @@ def main() -> None:
     unit_lrs = [float(v) for v in args.unit_lr.split(",")]
     classes = [int(c) for c in args.class_list.split(",")][:args.classes]
     eps3s = [float(v) for v in args.ppgn_eps3.split(",")]
+    ppgn_lrs = [float(v) for v in args.ppgn_lr.split(",")]
     for kind, targets in (("classes", classes), ("units", units)):
         rows: dict[str, dict[str, list]] = {}
 
@@ -147,11 +151,12 @@ def main() -> None:
                     dg.seconds)
             if kind == "classes":
                 for grad in args.ppgn_gradients.split(","):
-                    for eps3 in eps3s:
+                    for eps3, pp_lr in ((e, r) for e in eps3s for r in ppgn_lrs):
                         pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
-                                    eps3=eps3, upper=gen.upper_bounds.cpu(), seed=t,
+                                    eps3=eps3, lr=pp_lr, upper=gen.upper_bounds.cpu(), seed=t,
                                     save_every=args.ppgn_save_every or None)
-                        name = f"ppgn_h_{grad}" if len(eps3s) == 1 else f"ppgn_h_{grad}_eps3_{eps3:g}"
+                        name = (f"ppgn_h_{grad}" + (f"_eps3_{eps3:g}" if len(eps3s) > 1 else "")
+                                + (f"_lr{pp_lr:g}" if len(ppgn_lrs) > 1 else ""))
                         # the class logit of the PPGN-h samples, for the same comparison of activations
                         add(name, pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
                         first = (pp.probability >= 0.9).float().argmax(0)
@@ -191,10 +196,11 @@ def main() -> None:
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
                           f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
                           f" --class-list {args.class_list} --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients"
-                          f" {args.ppgn_gradients} --ppgn-save-every {args.ppgn_save_every} --unit-list"
+                          f" {args.ppgn_gradients} --ppgn-lr {args.ppgn_lr} --ppgn-save-every {args.ppgn_save_every} --unit-list"
                           f" {args.unit_list} --unit-lr {args.unit_lr}")
     results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
     results["ppgn_h_eps3"] = eps3s
+    results["ppgn_h_lr"] = ppgn_lrs
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))
