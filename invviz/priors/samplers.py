@@ -233,13 +233,14 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
                            generator=gen)
 
     # the image after k updates is the one step k (0-based) evaluates, so prob[k] is its class probability
-    saved = range(save_every, steps, save_every) if save_every and "p" in monitor else range(0)
+    keep = bool(save_every) and "p" in monitor  # samples are kept by class probability: classes only
+    saved = range(save_every, steps, save_every) if keep else range(0)
     param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
                          progress=progress, snapshots=saved)
     prob = res.monitored.get("p")
     kept = None if prob is None else prob[-1] >= threshold
     samples = steps_at = chains_at = None
-    if save_every and prob is not None:
+    if keep:
         pick = [(k, c) for k in saved for c in range(prob.shape[1]) if float(prob[k, c]) >= threshold]
         steps_at = torch.tensor([k for k, _ in pick], dtype=torch.long)
         chains_at = torch.tensor([c for _, c in pick], dtype=torch.long)

@@ -113,6 +113,10 @@ def test_ppgn_with_exact_prior_and_no_class_term_moves_codes_to_the_reconstructi
         ppgn_h(net, gen, prior, 9, steps=1)
     with pytest.raises(ObjectiveError):
         ppgn_h(net, gen, prior, 1, save_every=0)
+    with pytest.raises(ObjectiveError):
+        ppgn_h(net, gen, prior, 1, eps1=float("nan"))
+    with pytest.raises(ObjectiveError):
+        ppgn_h(net, gen, prior, 1, gradient="sideways")
 
 
 def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
@@ -134,10 +138,6 @@ def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
     assert list(zip(some.sample_steps.tolist(), some.sample_chains.tolist())) == expect and 0 < len(expect) < 4
     none = ppgn_h(net, gen, prior, 1, steps=5, save_every=2, threshold=1.01, **run)
     assert none.samples.shape == (0, *every.images.shape[1:])
-    with pytest.raises(ObjectiveError):
-        ppgn_h(net, gen, prior, 1, eps1=float("nan"))
-    with pytest.raises(ObjectiveError):
-        ppgn_h(net, gen, prior, 1, gradient="sideways")
 
 
 def test_generator_training_code_stats_and_dae():
