@@ -92,7 +92,8 @@ def main() -> None:
                                   str(args.size)], capture_output=True, text=True, check=True)
             runs.setdefault(f"{variant}_{chunk}", []).append(json.loads(out.stdout.strip().splitlines()[-1]))
     summary = {"command": f"python benchmarks/bench_jacobian.py --repeats {args.repeats} --size {args.size} --chunks"
-                          f" {args.chunks} --replicated-chunks {args.replicated_chunks}", "threads": torch.get_num_threads()}
+                          f" {args.chunks} --replicated-chunks {args.replicated_chunks}",
+               "threads": torch.get_num_threads()}
     base = statistics.median(r["seconds"] for r in runs["per_feature_0"])
     for key, rs in runs.items():
         med = statistics.median(r["seconds"] for r in rs)
