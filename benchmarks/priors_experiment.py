@@ -33,6 +33,7 @@ from invviz.models.loading import Normalize, preprocessing_of
 from invviz.optvis import channel, class_logit
 from invviz.priors import (
     CompactGenerator,
+    JointPrior,
     LayerFeatures,
     code_statistics,
     dgn_am,
@@ -58,6 +59,12 @@ def main() -> None:
     ap.add_argument("--ppgn-eps3", default="1e-17",
                     help="PPGN-h's noise scale eps3 (the authors' 1e-17); a comma-separated list runs one PPGN-h row"
                          " per value, for choosing it on other classes")
+    ap.add_argument("--ppgn-eps1", default="1e-5",
+                    help="PPGN-h's prior weight eps1 (the authors' 1e-5); a comma-separated list runs one PPGN-h row"
+                         " per value, for choosing it on other classes")
+    ap.add_argument("--ppgn-priors", default="dae",
+                    help="PPGN-h's code prior R(h): 'dae' (the code DAE trained here) and/or 'joint' (E(G(h)), the"
+                         " authors' released form); a comma-separated list runs one PPGN-h row per prior")
     ap.add_argument("--ppgn-gradients", default="authors,exact", help="PPGN-h class gradients to run")
     ap.add_argument("--ppgn-lr", default="1.0",
                     help="PPGN-h's step size (the authors' 1, constant); a comma-separated list runs one PPGN-h row per"
@@ -93,6 +100,10 @@ def main() -> None:
     stats = code_statistics(encoder, torch.utils.data.DataLoader(crops, batch_size=128))
     gen.set_code_bounds(stats["upper"])
     dae, _ = train_code_dae(stats["codes"], epochs=40, checkpoint=os.path.join(args.work, "dae.pt"), progress=False)
+    priors = {"dae": dae, "joint": JointPrior(encoder, gen)}
+    prior_names = args.ppgn_priors.split(",")
+    if set(prior_names) - set(priors):
+        ap.error(f"--ppgn-priors takes {sorted(priors)}; got {args.ppgn_priors}")
 
     try:
         second = LayerFeatures(load_model("tf_efficientnet_lite1"), "blocks.3")
@@ -126,6 +137,7 @@ def main() -> None:
     units = [int(u) for u in args.unit_list.split(",")][:args.units]
     unit_lrs = [float(v) for v in args.unit_lr.split(",")]
     classes = [int(c) for c in args.class_list.split(",")][:args.classes]
+    eps1s = [float(v) for v in args.ppgn_eps1.split(",")]
     eps3s = [float(v) for v in args.ppgn_eps3.split(",")]
     ppgn_lrs = [float(v) for v in args.ppgn_lr.split(",")]
     for kind, targets in (("classes", classes), ("units", units)):
@@ -151,11 +163,14 @@ def main() -> None:
                     dg.seconds)
             if kind == "classes":
                 for grad in args.ppgn_gradients.split(","):
-                    for eps3, pp_lr in ((e, r) for e in eps3s for r in ppgn_lrs):
-                        pp = ppgn_h(model, gen, dae, t, steps=args.steps, chains=ch, size=args.size, gradient=grad,
-                                    eps3=eps3, lr=pp_lr, upper=gen.upper_bounds.cpu(), seed=t,
+                    for pr, eps1, eps3, pp_lr in ((p, a, e, r) for p in prior_names for a in eps1s for e in eps3s
+                                                  for r in ppgn_lrs):
+                        pp = ppgn_h(model, gen, priors[pr], t, steps=args.steps, chains=ch, size=args.size,
+                                    gradient=grad, eps1=eps1, eps3=eps3, lr=pp_lr, upper=gen.upper_bounds.cpu(), seed=t,
                                     save_every=args.ppgn_save_every or None)
-                        name = (f"ppgn_h_{grad}" + (f"_eps3_{eps3:g}" if len(eps3s) > 1 else "")
+                        name = (f"ppgn_h_{grad}" + (f"_{pr}" if len(prior_names) > 1 or pr != "dae" else "")
+                                + (f"_eps1_{eps1:g}" if len(eps1s) > 1 else "")
+                                + (f"_eps3_{eps3:g}" if len(eps3s) > 1 else "")
                                 + (f"_lr{pp_lr:g}" if len(ppgn_lrs) > 1 else ""))
                         # the class logit of the PPGN-h samples, for the same comparison of activations
                         add(name, pp.images, logits_of(pp.images)[:, t], pp.probability[-1], pp.seconds)
@@ -195,10 +210,13 @@ def main() -> None:
     results["naturalness_features"] = second_name
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
                           f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
-                          f" --class-list {args.class_list} --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients"
-                          f" {args.ppgn_gradients} --ppgn-lr {args.ppgn_lr} --ppgn-save-every {args.ppgn_save_every} --unit-list"
-                          f" {args.unit_list} --unit-lr {args.unit_lr}")
+                          f" --class-list {args.class_list} --ppgn-priors {args.ppgn_priors} --ppgn-eps1 {args.ppgn_eps1}"
+                          f" --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients {args.ppgn_gradients} --ppgn-lr {args.ppgn_lr}"
+                          f" --ppgn-save-every {args.ppgn_save_every} --unit-list {args.unit_list}"
+                          f" --unit-lr {args.unit_lr}")
     results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
+    results["ppgn_h_priors"] = prior_names
+    results["ppgn_h_eps1"] = eps1s
     results["ppgn_h_eps3"] = eps3s
     results["ppgn_h_lr"] = ppgn_lrs
     with open(args.out, "w") as f:

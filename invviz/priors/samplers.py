@@ -195,6 +195,11 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     `"exact"` the log-softmax gradient) or any core objective for hidden units. Chains are reset to fresh noise every
     `reset_every` steps; `kept` marks chains whose final class probability is at least `threshold`.
 
+    The defaults are the authors', for fc6 codes in [0, 30]. `lr` is the mean absolute step per code unit and the eps
+    weigh the terms of one normalized step, so both depend on the code's range and on the size of the class gradient:
+    for EfficientNet-Lite0's pooled ReLU6 features as the code (each in [0, 6]), `lr=0.5, eps1=1e-3` were chosen on
+    held-out classes (README, generator priors).
+
     `save_every=N` keeps, as the authors' sampler does, the image of every chain at steps N, 2N, ... (before that
     step's update) whose class probability is at least `threshold`: `samples`, `sample_steps`, `sample_chains`. The
     authors save every step (N = 1); each saved step holds `chains` images in memory until the end.
