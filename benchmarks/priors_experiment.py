@@ -210,8 +210,9 @@ def main() -> None:
     results["naturalness_features"] = second_name
     results["command"] = (f"python benchmarks/priors_experiment.py --gen-steps {args.gen_steps} --steps {args.steps}"
                           f" --size {args.size} --chains {args.chains} --classes {args.classes} --units {args.units}"
-                          f" --class-list {args.class_list} --ppgn-priors {args.ppgn_priors} --ppgn-eps1 {args.ppgn_eps1}"
-                          f" --ppgn-eps3 {args.ppgn_eps3} --ppgn-gradients {args.ppgn_gradients} --ppgn-lr {args.ppgn_lr}"
+                          f" --class-list {args.class_list} --ppgn-priors {args.ppgn_priors}"
+                          f" --ppgn-eps1 {args.ppgn_eps1} --ppgn-eps3 {args.ppgn_eps3}"
+                          f" --ppgn-gradients {args.ppgn_gradients} --ppgn-lr {args.ppgn_lr}"
                           f" --ppgn-save-every {args.ppgn_save_every} --unit-list {args.unit_list}"
                           f" --unit-lr {args.unit_lr}")
     results["dgn_am_lr"] = {"classes": 8.0, "units": unit_lrs}
