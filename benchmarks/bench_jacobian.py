@@ -32,9 +32,7 @@ def replicated_jacobian(fn, xi: torch.Tensor, chunk: int) -> tuple[torch.Tensor,
     for start in range(0, k, chunk):
         b = min(chunk, k - start)
         copies = xi.detach().expand(b, *xi.shape[1:]).clone().requires_grad_(True)
-        eye = torch.zeros(b, k)
-        eye[:, start:start + b].fill_diagonal_(1.0)
-        (g,) = torch.autograd.grad(fn(copies).reshape(b, k), copies, eye)
+        (g,) = torch.autograd.grad(fn(copies).reshape(b, k), copies, torch.eye(k)[start:start + b])
         rows.append(g.reshape(b, -1))
     return v, torch.cat(rows)
 
