@@ -19,6 +19,7 @@ DGN-AM, for classes and hidden units, at the same number of gradient steps (seed
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -163,8 +164,7 @@ def main() -> None:
                     dg.seconds)
             if kind == "classes":
                 for grad in args.ppgn_gradients.split(","):
-                    for pr, eps1, eps3, pp_lr in ((p, a, e, r) for p in prior_names for a in eps1s for e in eps3s
-                                                  for r in ppgn_lrs):
+                    for pr, eps1, eps3, pp_lr in itertools.product(prior_names, eps1s, eps3s, ppgn_lrs):
                         pp = ppgn_h(model, gen, priors[pr], t, steps=args.steps, chains=ch, size=args.size,
                                     gradient=grad, eps1=eps1, eps3=eps3, lr=pp_lr, upper=gen.upper_bounds.cpu(), seed=t,
                                     save_every=args.ppgn_save_every or None)
