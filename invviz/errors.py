@@ -65,7 +65,27 @@ class NonFiniteError(InvvizError, FloatingPointError):
 
 
 class DeviceError(InvvizError, ValueError):
-    """A device that does not match where the model lives."""
+    """A device that does not match where the model lives, or one this machine does not have."""
+
+
+class ModelTypeError(InvvizError, TypeError):
+    """Something given as a model (or generator, prior, state dict) that is not one."""
+
+
+class SettingError(InvvizError, ValueError):
+    """A setting outside its valid range: steps, learning rates, sizes, intervals, weights."""
+
+
+class OutputPathError(InvvizError, OSError):
+    """A file invviz was asked to write whose path cannot be written (checked before the work starts)."""
+
+
+class DataError(InvvizError, ValueError):
+    """Training or evaluation data of the wrong kind: not images, normalized, uint8, wrong size or channels."""
+
+
+class DistributedError(InvvizError, RuntimeError):
+    """A distributed run that is set up inconsistently (world size, batch size, backend)."""
 
 
 __all__ = [
@@ -83,4 +103,9 @@ __all__ = [
     "ImageSizeError",
     "NonFiniteError",
     "DeviceError",
+    "ModelTypeError",
+    "SettingError",
+    "OutputPathError",
+    "DataError",
+    "DistributedError",
 ]

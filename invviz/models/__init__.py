@@ -1,8 +1,6 @@
-"""Model loading, preprocessing, layer listing, and the one capture primitive."""
+"""Model loading, preprocessing, layer listing, the capture primitive, and the one probe every method uses."""
 
 from .capture import Capture, LayerLayout, resolve_layer
-from .discriminator import Discriminator
-from .features import LayerFeatures
 from .layers import LayerInfo, LayerTable, list_layers
 from .loading import (
     IMAGENET_MEAN,
@@ -15,10 +13,12 @@ from .loading import (
     model_device,
     preprocessing_of,
 )
+from .probe import Probe, check_images, check_model, features, image_size, model_dtype, resolve_preprocessing
 from .state import frozen_eval
 
 __all__ = [
     "Capture", "LayerLayout", "resolve_layer", "LayerInfo", "LayerTable", "list_layers", "IMAGENET_MEAN",
     "IMAGENET_STD", "Normalize", "Preprocessing", "default_input", "load_checkpoint", "load_model",
-    "model_device", "preprocessing_of", "frozen_eval", "LayerFeatures", "Discriminator",
+    "model_device", "preprocessing_of", "Probe", "check_images", "check_model", "features", "image_size",
+    "model_dtype", "resolve_preprocessing", "frozen_eval",
 ]

