@@ -1,49 +1,90 @@
-"""Feature visualization: objectives, parameterizations, transforms and the render loop."""
+"""Feature visualization: objectives, parameterizations, transforms, the render loop, and what is built on it
+(feature accentuation, building blocks by NMF, optimization-based feature inversion)."""
 
+from .accentuation import accentuate, feature_distance
+from .factorization import Factorization, factorize
 from .objectives import (
     IMAGE,
+    L1,
+    L2,
+    Alignment,
+    BlurInputEachStep,
     Channel,
+    ChannelInterpolate,
     Custom,
     DeepDream,
     Direction,
     Diversity,
     Neuron,
     Objective,
+    PenalizeBoundaryComplexity,
+    Power,
+    Product,
     Sum,
     TotalVariation,
     Units,
-    aggregate,
+    WhitenedDirection,
+    alignment,
     as_objective,
+    blur_input_each_step,
     channel,
+    channel_interpolate,
     class_logit,
     custom,
     deepdream,
     direction,
     diversity,
     dot_cossim,
+    l1,
+    l2,
     neuron,
+    penalize_boundary_complexity,
     total_variation,
     units,
+    whitened_direction,
+    whitening,
 )
-from .param import FFTImage, ImageParam, MacoImage, PixelImage, decorrelate_colors, make_param, natural_magnitude
+from .param import (
+    CPPNImage,
+    FFTImage,
+    ImageParam,
+    MacoImage,
+    PixelImage,
+    decorrelate_colors,
+    make_param,
+    natural_magnitude,
+)
+from .relu import RedirectedReLU, RedirectedReLU6, redirect_relus
 from .render import RenderResult, render, visualize
 from .transforms import (
     Compose,
+    GaussianBlur,
     Jitter,
+    Normal,
     Pad,
+    RandomCrop,
+    RandomFlip,
     RandomRotate,
     RandomScale,
     Resize,
     Transform,
+    Translate,
+    Uniform,
+    gaussian_blur,
     make_transforms,
     standard_transforms,
 )
 
 __all__ = [
-    "IMAGE", "Channel", "Custom", "DeepDream", "Direction", "Diversity", "Neuron", "Objective", "Sum",
-    "TotalVariation", "Units", "aggregate", "as_objective", "channel", "class_logit", "custom", "deepdream", "direction",
-    "diversity", "dot_cossim", "neuron", "total_variation", "units", "FFTImage", "ImageParam", "MacoImage",
-    "PixelImage", "decorrelate_colors", "make_param", "natural_magnitude", "RenderResult", "render", "visualize",
-    "Compose", "Jitter", "Pad", "RandomRotate", "RandomScale", "Resize", "Transform", "make_transforms",
+    "accentuate", "feature_distance", "Factorization", "factorize",
+    "IMAGE", "Alignment", "BlurInputEachStep", "Channel", "ChannelInterpolate", "Custom", "DeepDream", "Direction",
+    "Diversity", "L1", "L2", "Neuron", "Objective", "PenalizeBoundaryComplexity", "Power", "Product", "Sum",
+    "TotalVariation", "Units", "WhitenedDirection", "alignment", "as_objective", "blur_input_each_step", "channel",
+    "channel_interpolate", "class_logit", "custom", "deepdream", "direction", "diversity", "dot_cossim", "l1", "l2",
+    "neuron", "penalize_boundary_complexity", "total_variation", "units", "whitened_direction", "whitening",
+    "CPPNImage", "FFTImage", "ImageParam", "MacoImage", "PixelImage", "decorrelate_colors", "make_param",
+    "natural_magnitude", "RedirectedReLU", "RedirectedReLU6", "redirect_relus", "RenderResult", "render",
+    "visualize", "Compose", "GaussianBlur", "Jitter", "Normal", "Pad", "RandomCrop", "RandomFlip", "RandomRotate",
+    "RandomScale", "Resize", "Transform", "Translate", "Uniform", "gaussian_blur", "make_transforms",
     "standard_transforms",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -11,13 +12,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import DeviceError, ImageSizeError, InvvizError, NonFiniteError, ParameterizationError
-from ..models.capture import Capture, Layout
-from ..models.loading import Normalize, Preprocessing, model_device, preprocessing_of
-from ..models.state import frozen_eval
+from ..errors import DeviceError, ImageSizeError, NonFiniteError, ParameterizationError, SettingError
+from ..models.capture import Layout
+from ..models.loading import Preprocessing
+from ..models.probe import Probe, check_model, image_size, model_device
+from ..training import schedule
+from ..training.loop import check_learning_rate, check_positive_int
 from .objectives import IMAGE, Objective, as_objective
 from .param import ImageParam, make_param
-from .transforms import Compose, Resize, Transform, make_transforms
+from .relu import redirect_relus
+from .transforms import Compose, Transform, make_transforms
 
 NAN_CHECK_EVERY = 16  # steps between finiteness checks on accelerators (each check synchronizes)
 
@@ -30,10 +34,13 @@ class RenderResult:
         images: the final images `(B, 3, H, W)` in [0, 1], on the CPU.
         history: the objective per step and batch element `(steps, B)`, measured on transformed images.
         final: the objective per batch element `(B,)` measured on the untransformed final images.
-        snapshots: `{step: images (B, 3, H, W)}` for the steps asked for.
+        snapshots: `{step: images (B, 3, H, W)}` for the steps asked for (0 is the initial image).
         objective: the objective that was maximized.
         seconds: wall time of the optimization loop.
         monitored: `{name: (steps, B)}` values of the `monitor` objectives at each step (same images).
+        importance: with `importance=True`, the accumulated magnitude of the objective's gradient on the image
+            over the steps `(B, 1, H, W)`, scaled to [0, 1] per image (MaCo's transparency map); else None.
+        preprocessing: the normalization the model was differentiated with (its `source` says where it came from).
     """
 
     images: torch.Tensor
@@ -43,27 +50,42 @@ class RenderResult:
     objective: Objective
     seconds: float
     monitored: dict[str, torch.Tensor] = dataclasses.field(default_factory=dict)
+    importance: torch.Tensor | None = None
+    preprocessing: Preprocessing | None = None
 
     @property
     def steps_per_second(self) -> float:
         return self.history.shape[0] / self.seconds if self.seconds > 0 else float("inf")
 
-    def save(self, path: str | os.PathLike[str], nrow: int | None = None) -> str:
-        """Write the images as one PNG grid; returns the path."""
+    def save(self, path: str | os.PathLike[str], nrow: int | None = None, *, alpha: bool = False) -> str:
+        """Write the images as one PNG grid (atomically); with `alpha`, the importance map as transparency."""
         from ..plotting import save_grid
 
-        return save_grid(self.images, path, nrow)
+        if alpha and self.importance is None:
+            raise SettingError("this render has no importance map; render with importance=True to save alpha")
+        return save_grid(self.images, path, nrow, alpha=self.importance if alpha else None)
 
-    def show(self, titles: Sequence[str] | None = None):
-        """Show the images with matplotlib; returns the figure."""
+    def show(self, titles: Sequence[str] | None = None, *, alpha: bool = False):
+        """Show the images with matplotlib (with `alpha`, over the importance map); returns the figure."""
         from ..plotting import show_images
 
-        return show_images(self.images, titles)
+        return show_images(self.images, titles, alpha=self.importance if alpha else None)
 
     def __repr__(self) -> str:
         final = ", ".join(f"{v:.3g}" for v in self.final.tolist()[:8])
         return (f"RenderResult(images={tuple(self.images.shape)}, steps={self.history.shape[0]},"
                 f" final=[{final}{', ...' if self.final.numel() > 8 else ''}], objective={self.objective!r})")
+
+
+def _snapshot_steps(snapshots: Sequence[int], steps: int) -> set[int]:
+    try:
+        want = {int(s) for s in snapshots}
+    except (TypeError, ValueError):
+        raise SettingError(f"snapshots must be step numbers (ints); got {snapshots!r}") from None
+    bad = sorted(s for s in want if not 0 <= s <= steps)
+    if bad:
+        raise SettingError(f"snapshot steps must lie in 0..{steps} (0 is the initial image); got {bad}")
+    return want
 
 
 def render(
@@ -75,78 +97,115 @@ def render(
     steps: int = 512,
     lr: float = 0.05,
     optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     preprocessing: Preprocessing | None = None,
     snapshots: Sequence[int] = (),
     progress: bool = False,
     layouts: dict[str, Layout] | None = None,
     monitor: dict[str, Objective] | None = None,
+    importance: bool = False,
+    redirected_relu: int = 0,
+    callback: Callable[[int, torch.Tensor], bool | None] | None = None,
+    lr_schedule: str = "constant",
 ) -> RenderResult:
     """Maximize `objective` over `param`'s free variables; the model is left exactly as it was.
 
-    Each step: image = param() -> transforms -> (resize for fixed-size models) -> normalization -> capture the
-    objective's layers (the forward stops after the deepest one) -> objective (B,) -> Adam on -sum. Weights are
-    frozen for the render (backward computes input gradients only) and the model is in eval mode; both are
-    restored after, and the capture removes its hooks, even on error.
+    Each step: image = param() -> transforms -> the probe (resize for one-size models, normalization, the capture
+    of the objective's layers; the forward stops after the deepest one) -> objective (B,) -> the optimizer on -sum.
+    Weights are frozen for the render (backward computes input gradients only) and the model is in eval mode; both
+    are restored after, and the capture removes its hooks, even on error. An objective that reads only the image
+    (e.g. `total_variation()`) runs without the model.
 
     `monitor` names objectives evaluated without gradient on the same features every step (e.g. a class
     probability while the logit is optimized); their values come back in `RenderResult.monitored`. A closure
     optimizer (L-BFGS) or a sampler optimizer (:mod:`invviz.priors`) replaces Adam through `optimizer`.
+    `redirected_relu=N` lets gradient through ReLU modules that are off during the first N steps (Lucid's
+    redirected ReLU), `importance` accumulates MaCo's transparency map, and `callback(step, values)` is called
+    after every step (return True to stop early: the result then has fewer steps). `lr_schedule="cosine"` lets
+    Adam's rate fall along half a cosine from `lr` to `lr / 20` over the steps (`"constant"`: Lucid's).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ParameterizationError(f"steps must be a positive int; got {steps!r}")
-    prep = preprocessing or preprocessing_of(model)
-    device = model_device(model)
-    param = param.to(device)
-    normalize = Normalize(prep).to(device)
-    tf = transforms if transforms is not None else Compose([])
-    if prep.fixed_input_size:
-        tf = Compose([tf, Resize(prep.input_size[1:])])
-    final_resize = Resize(prep.input_size[1:]) if prep.fixed_input_size else Compose([])
-    opt = optimizer(list(param.parameters())) if optimizer else torch.optim.Adam(param.parameters(), lr=lr)
+    model = check_model(model)
+    if not isinstance(objective, Objective):
+        raise ParameterizationError(f"render needs an invviz.optvis Objective; got {type(objective).__name__}")
+    if not isinstance(param, ImageParam):
+        raise ParameterizationError(f"render needs an invviz.optvis ImageParam; got {type(param).__name__}")
+    check_positive_int(steps, "steps")
+    if optimizer is None:
+        lr = check_learning_rate(lr)
+    if not isinstance(redirected_relu, int) or redirected_relu < 0:
+        raise SettingError(f"redirected_relu must be a number of steps >= 0; got {redirected_relu!r}")
+    want = _snapshot_steps(snapshots, steps)
     monitor = dict(monitor or {})
     net_layers = list(dict.fromkeys(
         name for obj in (objective, *monitor.values()) for name in obj.layers if name != IMAGE))
+    probe = Probe(model, net_layers, preprocessing=preprocessing, layouts=layouts) if net_layers else None
+    device = model_device(model)
+    dtype = probe.dtype if probe is not None else torch.float32
+    param = param.to(device=device, dtype=dtype)
+    tf = transforms if transforms is not None else Compose([])
+    opt = optimizer(list(param.parameters())) if optimizer else torch.optim.Adam(param.parameters(), lr=lr)
+    if lr_schedule not in ("constant", "cosine"):
+        raise SettingError(f"lr_schedule must be 'constant' or 'cosine'; got {lr_schedule!r}")
+    sched = None
+    if lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule.cosine(1.0, 0.05, t, steps))
     watched: dict[str, list[torch.Tensor]] = {name: [] for name in monitor}
-    want = set(int(s) for s in snapshots)
     shots: dict[int, torch.Tensor] = {}
     values: list[torch.Tensor] = []
     bad = torch.zeros((), dtype=torch.bool, device=device)
+    acc: torch.Tensor | None = None
 
-    def evaluate(image: torch.Tensor, x: torch.Tensor, cap: Capture, step: int
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        try:
-            feats = cap.run(normalize(x))
-        except (RuntimeError, AssertionError, ValueError) as err:
-            if step > 0 or isinstance(err, InvvizError):
+    def evaluate(image: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if probe is None:
+            feats: dict[str, torch.Tensor] = {}
+        else:
+            if x.shape[-1] < 1 or x.shape[-2] < 1:
+                raise ImageSizeError(f"the transforms left an image of {tuple(x.shape[2:])} px from"
+                                     f" {tuple(image.shape[2:])}; use smaller jitter/scale or a larger size")
+            try:
+                feats = probe(x)
+            except ImageSizeError as err:
+                if tuple(x.shape[2:]) != tuple(image.shape[2:]):
+                    raise ImageSizeError(f"{err} (The transforms turned the {tuple(image.shape[2:])} image into"
+                                         f" {tuple(x.shape[2:])}: check their sizes too.)") from err.__cause__
                 raise
-            raise ImageSizeError(
-                f"{type(model).__name__} could not take images of shape {tuple(x.shape)} ({type(err).__name__}:"
-                f" {err}); render at a size the model accepts (its native input is {prep.input_size[1:]}), e.g."
-                f" size={prep.input_size[1]}"
-            ) from err
         feats[IMAGE] = image
         with torch.no_grad():
             seen = {name: obj({k: f.detach() for k, f in feats.items()}) for name, obj in monitor.items()}
         return objective(feats), seen
 
+    if 0 in want:
+        with torch.no_grad():
+            shots[0] = param().detach().cpu()
     start = time.perf_counter()
-    with frozen_eval(model), Capture(model, net_layers, layouts=layouts) as cap:
+    with contextlib.ExitStack() as stack:
+        if probe is not None:
+            stack.enter_context(probe)
+        redirect = stack.enter_context(redirect_relus(model, active=redirected_relu > 0))
         bar = tqdm(range(steps), disable=not progress, desc="render", leave=False)
         for step in bar:
+            redirect.enabled = step < redirected_relu
             last: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
 
             def closure() -> torch.Tensor:
                 # one evaluation; Adam calls it once per step, L-BFGS as often as its line search needs
+                nonlocal acc
                 opt.zero_grad(set_to_none=True)
                 image = param()
-                vals, seen = evaluate(image, tf(image, generator), cap, step)  # (B,)
+                if importance and image.requires_grad:
+                    image.retain_grad()
+                vals, seen = evaluate(image, tf(image, rng))  # (B,)
                 loss = -vals.sum()
                 loss.backward()
-                last.append((vals.detach(), seen))
+                if importance and image.grad is not None:
+                    g = image.grad.detach().abs().sum(1, keepdim=True)  # (B, 1, H, W)
+                    acc = g if acc is None else acc + g
+                last.append((vals.detach(), seen))  # noqa: B023 - used within this step
                 return loss
 
             opt.step(closure)
+            if sched is not None:
+                sched.step()
             v, seen = last[-1]
             values.append(v)
             for name, val in seen.items():
@@ -155,24 +214,31 @@ def render(
             if device.type == "cpu" or step % NAN_CHECK_EVERY == 0 or step == steps - 1:
                 if bool(bad):
                     raise NonFiniteError(
-                        f"the objective {objective!r} became NaN or infinite by step {step + 1}; lower lr (now"
-                        f" {lr}) or check the model's activations at {net_layers}"
+                        f"the objective {objective!r} became NaN or infinite by step {step + 1}; lower the learning"
+                        f" rate (now {lr}) or check the model's activations at {net_layers}"
                     )
             if progress and step % 25 == 0:
                 bar.set_postfix(objective=f"{float(v.mean()):.4g}")
             if step + 1 in want:
                 with torch.no_grad():
                     shots[step + 1] = param().detach().cpu()
+            if callback is not None and callback(step, v):
+                break
         seconds = time.perf_counter() - start
+        redirect.enabled = False
         with torch.no_grad():
             image = param()
-            final, _ = evaluate(image, final_resize(image), cap, 1)
+            final, _ = evaluate(image, image)
     if not torch.isfinite(final).all():
         raise NonFiniteError(f"the objective {objective!r} is NaN or infinite on the final image")
+    imp = None
+    if importance and acc is not None:
+        imp = (acc / acc.flatten(1).amax(1).clamp(min=1e-30).view(-1, 1, 1, 1)).detach().cpu()
     return RenderResult(
-        images=image.detach().cpu(), history=torch.stack(values).cpu(), final=final.detach().cpu(),
-        snapshots=shots, objective=objective, seconds=seconds,
-        monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v},
+        images=image.detach().float().cpu(), history=torch.stack(values).float().cpu(),
+        final=final.detach().float().cpu(), snapshots=shots, objective=objective, seconds=seconds,
+        monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v}, importance=imp,
+        preprocessing=probe.preprocessing if probe is not None else preprocessing,
     )
 
 
@@ -194,6 +260,10 @@ def visualize(
     optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
     preprocessing: Preprocessing | None = None,
     layouts: dict[str, Layout] | None = None,
+    init: torch.Tensor | None = None,
+    importance: bool = False,
+    redirected_relu: int = 0,
+    lr_schedule: str = "constant",
 ) -> RenderResult:
     """Feature visualization: render images that maximize `objective` at `layer` of `model`.
 
@@ -207,17 +277,23 @@ def visualize(
         steps: optimization steps.
         size: image size, int or `(H, W)`.
         batch: images rendered together (default: the number of units, else 1).
-        param: `"fft"` (spectral + colour decorrelation, Lucid's default), `"pixel"`, `"maco"`, or an ImageParam.
-        transforms: `"standard"` (Lucid's), `"none"`, or transform modules.
+        param: `"fft"` (spectral + colour decorrelation, Lucid's default), `"pixel"`, `"maco"`, `"cppn"`, or an
+            ImageParam.
+        transforms: `"standard"` (Lucid's), `"fused"` (Lucid's draws in one resampling at the render size),
+            `"none"`, or transform modules.
         lr: Adam learning rate.
         seed: seeds the initial image and the transforms (same seed, same image on CPU); None for fresh randomness.
         progress: show a tqdm progress bar.
         device: where to render; must be the model's device (move the model with `model.to(device)`).
-        snapshots: steps at which to keep a copy of the images.
+        snapshots: steps at which to keep a copy of the images (0: the initial image).
         optimizer: a factory `params -> torch.optim.Optimizer` replacing Adam(lr); closure optimizers such as
             `torch.optim.LBFGS` work (each step evaluates the objective as often as they ask).
         preprocessing: override the model's normalization and input size.
         layouts: override detected feature layouts, e.g. `{"stages.1": "NHWC"}`.
+        init: start from this image `(3, H, W)` or `(B, 3, H, W)` in [0, 1] (pixel and FFT reproduce it exactly).
+        importance: also return MaCo's transparency map (`RenderResult.importance`).
+        redirected_relu: steps at the start with Lucid's redirected ReLU gradient.
+        lr_schedule: `"constant"` (Lucid's) or `"cosine"` (from `lr` down to `lr / 20`).
 
     Returns:
         RenderResult with `.images` `(B, 3, H, W)` in [0, 1], `.history`, `.final`, `.save(path)`, `.show()`.
@@ -229,22 +305,34 @@ def visualize(
         >>> tuple(result.images.shape)
         (2, 3, 32, 32)
     """
+    model = check_model(model)
     obj = as_objective(objective, layer)
     if batch is None:
         batch = len(objective) if isinstance(objective, (list, tuple, range)) else 1
-    if device is not None and torch.device(device) != model_device(model):
-        want, have = torch.device(device), model_device(model)
-        if not (want.type == have.type and want.index is None):
+        if init is not None and isinstance(init, torch.Tensor) and init.dim() == 4 and batch == 1:
+            batch = init.shape[0]
+    check_positive_int(batch, "batch")
+    if device is not None:
+        try:
+            want = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise DeviceError(f"unknown device {device!r}; use e.g. 'cpu' or 'cuda'") from None
+        have = model_device(model)
+        if want != have and not (want.type == have.type and want.index is None):
             raise DeviceError(f"device={str(want)!r} but the model is on {str(have)!r}; move it first with"
                               f" model.to({str(want)!r}), or leave device unset to render where the model is")
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    if generator is None:
-        generator = torch.Generator()
-        generator.seed()
-    image_param = make_param(param, size, batch, generator)
+    hw = image_size(size)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise SettingError(f"seed must be an int or None; got {seed!r}")
+    rng = torch.Generator().manual_seed(seed) if seed is not None else None
+    if rng is None:
+        rng = torch.Generator()
+        rng.seed()
+    image_param = make_param(param, hw, batch, rng, init=init)
     if image_param.batch != batch:
         raise ParameterizationError(f"the parameterization renders {image_param.batch} images but batch={batch}")
     return render(
         model, obj, image_param, transforms=make_transforms(transforms), steps=steps, lr=lr, optimizer=optimizer,
-        generator=generator, preprocessing=preprocessing, snapshots=snapshots, progress=progress, layouts=layouts,
+        rng=rng, preprocessing=preprocessing, snapshots=snapshots, progress=progress, layouts=layouts,
+        importance=importance, redirected_relu=redirected_relu, lr_schedule=lr_schedule,
     )
