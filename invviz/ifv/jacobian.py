@@ -5,23 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
-from .._checks import single_image
-from ..errors import ObjectiveError
-from ..models.capture import Capture
-from ..models.loading import Normalize, model_device, preprocessing_of
-from ..optvis.objectives import Aggregation, aggregate
+from ..errors import ImageSizeError, ObjectiveError
+from ..models.probe import Probe, check_images
 from ..optvis.param import ImageParam, PixelImage
+from .objective import Aggregation, aggregate
 
 
-def response_fn(model: nn.Module, layer: str, cap: Capture, aggregation: Aggregation = "maxpool_mean",
+def response_fn(probe: Probe, layer: str, aggregation: Aggregation = "maxpool_mean",
                 position: tuple[int, int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`images (B, 3, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Capture` of `layer`."""
-    normalize = Normalize(preprocessing_of(model)).to(model_device(model))
+    """`images (B, C, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Probe` of `layer`."""
 
     def fn(images: torch.Tensor) -> torch.Tensor:
-        return aggregate(cap.run(normalize(images))[layer], aggregation, position=position)
+        return aggregate(probe(images)[layer], aggregation, position=position)
 
     return fn
 
@@ -35,9 +31,12 @@ def free_variables(param: ImageParam) -> tuple[str, torch.Tensor]:
 
 
 def pixel_realization(image: torch.Tensor) -> ImageParam:
-    """Wrap an image `(3, H, W)` or `(1, 3, H, W)` in (0, 1) as a pixel parameterization with `sigmoid(xi) = image`."""
-    x = single_image(image)
-    p = PixelImage(tuple(x.shape[2:]), 1).to(x.device)
+    """Wrap one image `(C, H, W)` or `(1, C, H, W)` in (0, 1) as a pixel parameterization with `sigmoid(xi) = image`
+    (in the image's dtype, so a float64 image gives float64 free variables)."""
+    x = check_images(image, channels=None, what="the realization image")
+    if x.shape[0] != 1:
+        raise ImageSizeError(f"recover one realization at a time; got a batch of {x.shape[0]} images")
+    p = PixelImage(tuple(x.shape[2:]), 1, channels=x.shape[1]).to(device=x.device, dtype=x.dtype)
     with torch.no_grad():
         p.pixels.copy_(torch.logit(x.clamp(1e-6, 1 - 1e-6)))
     return p
@@ -61,8 +60,8 @@ def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], xi: torch.Tensor, *, ch
         chunk: VJPs per vmapped batch.
         method: `"auto"`, `"vmap"` or `"loop"`.
     """
-    if chunk < 1:
-        raise ObjectiveError(f"chunk must be >= 1; got {chunk}")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ObjectiveError(f"chunk must be an int >= 1; got {chunk!r}")
     if method not in JACOBIAN_METHODS:
         raise ObjectiveError(f"unknown Jacobian method {method!r}; use one of {JACOBIAN_METHODS}")
     if method == "auto":

@@ -1,5 +1,5 @@
-"""Seed 001's figures: the angle scatter with marginal histograms (Fig. 2) and stacked target coefficients in the
-singular basis (Fig. 3)."""
+"""Grad-IFV's figures (Reinbold & Westermann 2020): the angle scatter with marginal histograms (the paper's Fig. 2)
+and stacked target coefficients in the singular basis (the paper's Fig. 3)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ..io import save_figure
 
 
 def scatter_with_margins(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str, path: str | None = None,
@@ -37,7 +39,7 @@ def scatter_with_margins(x: Sequence[float], y: Sequence[float], xlabel: str, yl
     top.tick_params(labelbottom=False)
     right.tick_params(labelleft=False)
     if path:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path)
     return fig
 
 
@@ -61,5 +63,5 @@ def coefficient_bars(coefficients: torch.Tensor, path: str | None = None, compon
     ax.set_ylim(0, 1.0)
     ax.legend(fontsize=7, ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, 1.2))
     if path:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_figure(fig, path)
     return fig

@@ -1,5 +1,6 @@
-"""Realizations good enough to invert: Adam then L-BFGS on seed 001's aggregated direction objective, no random
-transforms, with the final gradient norm of every image reported; and re-optimization for the evaluation."""
+"""Realizations good enough to invert: Adam then L-BFGS on Grad-IFV's aggregated direction objective (Reinbold &
+Westermann 2020), no random transforms, with the final gradient norm of every image reported; and re-optimization
+for the evaluation."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from ..metrics import ssim
-from ..models.capture import Capture
-from ..models.loading import Normalize, model_device, preprocessing_of
-from ..models.state import frozen_eval
-from ..optvis.objectives import Aggregation, direction
+from ..models.probe import Probe, check_model, image_size, model_device
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
+from ..training.loop import check_learning_rate
+from .objective import Aggregation, aggregated_direction
 
 
 @dataclasses.dataclass
@@ -50,11 +50,10 @@ def objective_gradient(model: nn.Module, layer: str, param: ImageParam, targets:
                        cossim_pow: float, aggregation: Aggregation, position: tuple[int, int] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Objective values `(B,)` and the norm of their gradient with respect to each image's free variables `(B,)`."""
-    obj = direction(layer, targets, cossim_pow, aggregation=aggregation, position=position)
-    normalize = Normalize(preprocessing_of(model)).to(model_device(model))
-    with frozen_eval(model), Capture(model, [layer]) as cap:
+    obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
+    with Probe(model, [layer]) as probe:
         params = list(param.parameters())
-        vals = obj(cap.run(normalize(param())))
+        vals = obj(probe(param()))
         grads = torch.autograd.grad(vals.sum(), params)
     norm = torch.stack([g.flatten(1).norm(dim=1) ** 2 for g in grads]).sum(0).sqrt()
     return vals.detach(), norm.detach()
@@ -64,7 +63,8 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
             aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
             param: str | ImageParam = "pixel", size: int = 128, adam_steps: int = 800, lbfgs_steps: int = 300,
             lr: float = 0.05, seed: int = 0, progress: bool = False) -> Realization:
-    """Optimize one image per row of `targets (B, k)` for seed 001's objective, then fine-tune with L-BFGS.
+    """Optimize one image per row of `targets (B, k)` for Grad-IFV's aggregated direction objective, then fine-tune
+    with L-BFGS.
 
     No random transforms (an optimum of the transformed objective is not an optimum of the plain one, and IFV needs
     the gradient to vanish). Batch elements are independent: the summed objective is separable.
@@ -72,23 +72,31 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
     `param` may be an :class:`ImageParam` that is already optimized: with `adam_steps=0` its optimization goes on
     with `lbfgs_steps` more L-BFGS steps (a fresh curvature history), e.g. to refine cached realizations.
     """
-    targets = torch.as_tensor(targets, dtype=torch.float32)
+    model = check_model(model)
+    try:
+        targets = torch.as_tensor(targets, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise ObjectiveError(f"targets must be a tensor (k,) or (B, k); got {type(targets).__name__}") from None
     if targets.dim() == 1:
         targets = targets[None]
     if targets.dim() != 2:
         raise ObjectiveError(f"targets must be (k,) or (B, k); got shape {tuple(targets.shape)}")
-    if adam_steps < 0 or lbfgs_steps < 0 or adam_steps + lbfgs_steps < 1:
-        raise ObjectiveError(f"need adam_steps >= 0, lbfgs_steps >= 0 and at least one step; got {adam_steps}, "
-                             f"{lbfgs_steps}")
+    for name, n in (("adam_steps", adam_steps), ("lbfgs_steps", lbfgs_steps)):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ObjectiveError(f"{name} must be an int >= 0; got {n!r}")
+    if adam_steps + lbfgs_steps < 1:
+        raise ObjectiveError("need at least one step of Adam or L-BFGS; got adam_steps=0, lbfgs_steps=0")
+    lr = check_learning_rate(lr)
     b = targets.shape[0]
-    generator = torch.Generator().manual_seed(seed)
-    p = make_param(param, size, b, generator).to(model_device(model))
-    obj = direction(layer, targets, cossim_pow, aggregation=aggregation, position=position)
+    rng = torch.Generator().manual_seed(seed)
+    channels = Probe(model, [layer]).channels_in  # checks the layer name, knows the input channels
+    p = make_param(param, image_size(size), b, rng, channels=channels).to(model_device(model))
+    obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
     grad = functools.partial(objective_gradient, model, layer, p, targets, cossim_pow=cossim_pow,
                              aggregation=aggregation, position=position)
     seconds = 0.0
     if adam_steps:
-        seconds += render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, generator=generator,
+        seconds += render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, rng=rng,
                           progress=progress).seconds
     _, norm_adam = grad()
     if lbfgs_steps:
@@ -114,6 +122,6 @@ def reoptimize(model: nn.Module, layer: str, param: ImageParam, directions: torc
     p = copy.deepcopy(param)
     with torch.no_grad():
         before = p().detach()
-    obj = direction(layer, directions, cossim_pow, aggregation=aggregation, position=position)
+    obj = aggregated_direction(layer, directions, cossim_pow, aggregation, position)
     after = render(model, obj, p, transforms=None, steps=steps, lr=lr).images
     return ssim(before.cpu(), after), after

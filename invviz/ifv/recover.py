@@ -1,13 +1,21 @@
-"""`recover_objective`: the unit direction a feature visualization was optimized for (Grad-IFV, seed 001).
+"""`recover_objective`: the unit direction a feature visualization was optimized for (Grad-IFV: Reinbold &
+Westermann 2020, "Inverting the Feature Visualization Process for Feedforward Neural Networks").
 
 At an optimum of `s(v, theta) = <v, theta> cos(v, theta)^p` the gradient `c(theta) J^T M theta` vanishes, with
 `J = dv/dxi (k, n)` and `M = (p + 1) I - p v v^T / |v|^2`. So `theta_hat = B u`, `u` the eigenvector of the smallest
 eigenvalue of `B^T M J J^T M B` (`B` an orthonormal basis of the critical space, the identity by default), its sign
 chosen so that `<v, theta_hat> > 0`.
+
+The answer is only as good as the realization: :func:`recover_objective` measures how far the image is from an
+optimum, whether the returned direction is a trivial one (units that do not respond), whether the parameterization
+is saturated, and whether the smallest singular value is separated from the next, and says so (`trusted`,
+`warnings`, and a Python warning) rather than returning a confident wrong answer. The thresholds were calibrated on
+realizations of known targets (`benchmarks/ifv_trust.py`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 
@@ -15,12 +23,16 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError
-from ..models.capture import Capture
-from ..models.state import frozen_eval
+from ..models.probe import Probe, check_model
 from ..optvis.param import ImageParam
-from .jacobian import Aggregation, free_variables, jacobian, pixel_realization, response_fn
+from .jacobian import free_variables, jacobian, pixel_realization, response_fn
+from .objective import AGGREGATIONS, Aggregation
 
-FAR_FROM_OPTIMUM = 0.05  # relative gradient norm above which IFV warns that the input is not an optimum
+# Trust thresholds (benchmarks/ifv_trust.py measures how often each fires on good and on bad realizations)
+FAR_FROM_OPTIMUM = 0.05  # relative gradient norm of the prediction above which the image is not an optimum of it
+MIN_RESPONSE_COSINE = 0.1  # cos(response, prediction) below which the prediction points at units that do not respond
+MAX_SATURATION = 0.5  # fraction of pixels within 1e-3 of 0 or 1 above which the Jacobian is degenerate
+MIN_SPECTRAL_GAP = 1.0  # sigma_1 / sigma_0 at or below which the prediction is not identified (kept off by default)
 
 
 @dataclasses.dataclass
@@ -33,7 +45,14 @@ class RecoveredObjective:
         singular_vectors: the matching left singular vectors in feature space `(k, d)` (columns).
         response: the aggregated feature response `v (k,)`.
         relative_gradient: `|J^T M theta| / (|J^T M| |theta|)` for the prediction (0 at an exact optimum).
-        target_coefficients: coefficients of a known target in the singular basis `(d,)` (seed Fig. 2/3), or None.
+        target_coefficients: coefficients of a known target in the singular basis `(d,)` (the paper's Fig. 2/3),
+            or None.
+        response_cosine: `cos(v, theta_hat)`; near 0 when the prediction lies on units that do not respond (a
+            trivial solution, e.g. dead units).
+        spectral_gap: `sigma_1 / sigma_0`, how far the smallest singular value stands from the next.
+        saturation: fraction of the image's values within 1e-3 of 0 or 1 (saturated sigmoids flatten the Jacobian).
+        warnings: what the checks found; empty when the prediction can be trusted (`trusted`).
+        preprocessing: the model's normalization the Jacobian was taken through.
     """
 
     direction: torch.Tensor
@@ -42,6 +61,16 @@ class RecoveredObjective:
     response: torch.Tensor
     relative_gradient: float
     target_coefficients: torch.Tensor | None = None
+    response_cosine: float = float("nan")
+    spectral_gap: float = float("nan")
+    saturation: float = float("nan")
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    preprocessing: object = None
+
+    @property
+    def trusted(self) -> bool:
+        """True when none of the checks fired (see `warnings`)."""
+        return not self.warnings
 
 
 def cosine_matrix(v: torch.Tensor, cossim_pow: float) -> torch.Tensor:
@@ -75,10 +104,13 @@ def solve(jac: torch.Tensor, v: torch.Tensor, cossim_pow: float, basis: torch.Te
     if target is not None:
         t = target.double().to(v.device)
         coeffs = (b @ evecs).T @ (t / t.norm())
+    sigma = evals.clamp(min=0).sqrt()
+    gap = float(sigma[1] / sigma[0].clamp(min=1e-300)) if sigma.numel() > 1 else float("inf")
+    cos = float((v64 @ theta) / (v64.norm() * theta.norm()).clamp(min=1e-300))
     return RecoveredObjective(
-        direction=theta.float(), singular_values=evals.clamp(min=0).sqrt().float(),
+        direction=theta.float(), singular_values=sigma.float(),
         singular_vectors=(b @ evecs).float(), response=v.float(), relative_gradient=rel,
-        target_coefficients=None if coeffs is None else coeffs.float(),
+        target_coefficients=None if coeffs is None else coeffs.float(), response_cosine=cos, spectral_gap=gap,
     )
 
 
@@ -104,7 +136,7 @@ def recover_objective(
     critical_space: torch.Tensor | None = None,
     target: torch.Tensor | None = None,
     chunk: int = 64,
-    points: int = 1,
+    points: int = 9,
     radius: float = 1e-3,
     antithetic: bool = True,
     seed: int = 0,
@@ -117,12 +149,13 @@ def recover_objective(
         realization: the parameterization that produced the image (its free variables are differentiated: pixel,
             FFT, MaCo), or the image itself `(3, H, W)` in (0, 1) (treated as a pixel parameterization).
         cossim_pow: the cosine power `p >= 0` of the direction objective.
-        aggregation: `"maxpool_mean"` (the seed's), `"mean"` or `"pick"` (`position`).
+        aggregation: `"maxpool_mean"` (the paper's), `"mean"` or `"pick"` (`position`).
         critical_space: orthonormal basis `(k, d)` to search in (see :mod:`invviz.ifv.subspace`); all of R^k if None.
         target: a known target `(k,)`, to report its coefficients in the singular basis.
         chunk: vector-Jacobian products per batch (bounds memory).
-        points: number of points the Jacobian is taken at: the realization itself, and `points - 1` points at
-            Gaussian offsets of standard deviation `radius` (in free-variable units) around it. `M J` is averaged over
+        points: number of points the Jacobian is taken at (default 9, chosen by measurement — the README's Grad-IFV
+            table — at 8x the cost of `points=1`, the paper's one-point solver): the realization itself, and
+            `points - 1` points at Gaussian offsets of standard deviation `radius` (in free-variable units) around it. `M J` is averaged over
             them, which is the Jacobian of the smoothed objective: ReLU6 and max-pooling make the objective
             non-smooth, so its gradient at the optimum does not vanish, but the smoothed one's nearly does.
         radius: offset scale for `points > 1` (the default was chosen on pixel realizations, logit units:
@@ -131,16 +164,33 @@ def recover_objective(
             average and only the non-smooth part is averaged (measured: a large gain over independent offsets).
         seed: seeds the offsets.
     """
+    model = check_model(model)
     if cossim_pow < 0:
         raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
-    if points < 1 or radius < 0:
-        raise ObjectiveError(f"need points >= 1 and radius >= 0; got points={points}, radius={radius}")
-    param = realization if isinstance(realization, ImageParam) else pixel_realization(realization)
+    if aggregation not in AGGREGATIONS:
+        raise ObjectiveError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1 or not radius >= 0:
+        raise ObjectiveError(f"need an int points >= 1 and radius >= 0; got points={points!r}, radius={radius!r}")
+    probe = Probe(model, [layer])
+    if isinstance(realization, ImageParam):
+        param = realization
+        first = next(param.parameters())
+        if first.dtype != probe.dtype or first.device != probe.device:  # the Jacobian in the model's precision
+            param = copy.deepcopy(param).to(device=probe.device, dtype=probe.dtype)
+    elif isinstance(realization, torch.Tensor):
+        param = pixel_realization(realization.to(device=probe.device, dtype=probe.dtype))
+    else:
+        raise ObjectiveError(f"a realization is the ImageParam that made the image, or the image (C, H, W) in (0, 1);"
+                             f" got {type(realization).__name__}")
     if param.batch != 1:
-        raise ObjectiveError(f"recover one realization at a time; this parameterization renders {param.batch}")
+        raise ObjectiveError(f"recover one realization at a time; this parameterization renders {param.batch}"
+                             " (use realization.element(i))")
     name, xi = free_variables(param)
-    with frozen_eval(model), Capture(model, [layer]) as cap:
-        response = response_fn(model, layer, cap, aggregation, position)
+    with probe, torch.no_grad():
+        image = param()
+        probe(image)  # the probing forward runs here, outside the functional transforms below
+    with probe:
+        response = response_fn(probe, layer, aggregation, position)
 
         def fn(t: torch.Tensor) -> torch.Tensor:
             return response(torch.func.functional_call(param, {name: t}, ()))
@@ -157,12 +207,32 @@ def recover_objective(
             jac = mj / points
     # with several points M is already folded into the averaged Jacobian (M = I for p = 0)
     result = solve(jac, v, 0.0 if points > 1 else cossim_pow, critical_space, target)
-    if result.relative_gradient > FAR_FROM_OPTIMUM:
-        warnings.warn(
-            f"the realization is not near an optimum of the recovered objective (relative gradient norm"
-            f" {result.relative_gradient:.3g} > {FAR_FROM_OPTIMUM}); optimize it further (Adam then L-BFGS, no"
-            " random transforms) before trusting the prediction", stacklevel=2)
+    result.saturation = float(((image < 1e-3) | (image > 1 - 1e-3)).float().mean())
+    result.preprocessing = probe.preprocessing
+    result.warnings = trust_warnings(result)
+    if result.warnings:
+        warnings.warn("Grad-IFV: " + "; ".join(result.warnings), stacklevel=2)
     return result
+
+
+def trust_warnings(result: RecoveredObjective) -> list[str]:
+    """What makes a recovered objective untrustworthy, in words (empty when nothing does)."""
+    out = []
+    if result.saturation > MAX_SATURATION:
+        out.append(f"{100 * result.saturation:.1f}% of the image's values are saturated (within 1e-3 of 0 or 1), so"
+                   " its Jacobian is degenerate; realize with a smaller learning rate or fewer steps")
+    if result.relative_gradient > FAR_FROM_OPTIMUM:
+        out.append(f"the realization is not near an optimum of the recovered objective (relative gradient norm"
+                   f" {result.relative_gradient:.3g} > {FAR_FROM_OPTIMUM}); optimize it further (Adam then L-BFGS,"
+                   " no random transforms) before trusting the prediction")
+    if result.response_cosine < MIN_RESPONSE_COSINE:
+        out.append(f"the prediction points at units that barely respond to the image (cosine with the response"
+                   f" {result.response_cosine:.3g} < {MIN_RESPONSE_COSINE}): a trivial solution such as dead units;"
+                   " restrict the search to a critical space (invviz.ifv.critical_spaces)")
+    if result.spectral_gap <= MIN_SPECTRAL_GAP:
+        out.append(f"the two smallest singular values are not separated (ratio {result.spectral_gap:.3g}), so the"
+                   " direction is not identified")
+    return out
 
 
 def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -37,7 +37,7 @@ def project_nonneg(x: torch.Tensor, l1: float, l2: float, max_iter: int = 1000) 
     return s.clamp(min=0)
 
 
-def sample_targets(k: int, n: int, *, canonical: bool = True, generator: torch.Generator | None = None
+def sample_targets(k: int, n: int, *, canonical: bool = True, rng: torch.Generator | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """`n` non-negative unit targets with Hoyer sparseness drawn uniformly in [0, 1], then the `k` canonical vectors.
 
@@ -45,10 +45,10 @@ def sample_targets(k: int, n: int, *, canonical: bool = True, generator: torch.G
     """
     if k < 2:
         raise ObjectiveError(f"target sampling needs at least 2 features; got {k}")
-    h = torch.rand(n, generator=generator, dtype=torch.float64)
+    h = torch.rand(n, generator=rng, dtype=torch.float64)
     out = []
     for hi in h.tolist():
-        x = torch.rand(k, generator=generator, dtype=torch.float64)
+        x = torch.rand(k, generator=rng, dtype=torch.float64)
         l1 = math.sqrt(k) - hi * (math.sqrt(k) - 1)
         out.append(project_nonneg(x, l1, 1.0))
     targets = torch.stack(out) if out else torch.zeros(0, k, dtype=torch.float64)
