@@ -1,4 +1,4 @@
-"""Image generators for generator priors (seed 002): code `h (B, d)` -> RGB images in [0, 1].
+"""Image generators for generator priors (Nguyen et al. 2016, 2017): code `h (B, d)` -> RGB images in [0, 1].
 
 :class:`DeePSiMFc6` is the fc6 generator of Dosovitskiy & Brox (2016), able to load a converted state dict from a
 path the user gives; :class:`CompactGenerator` is small enough to train on a CPU in minutes. Both expose the same
@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ParameterizationError
+from ..errors import CheckpointError, ModelTypeError, ParameterizationError
+from ..io import read_state_dict
 from ..models.loading import model_device
 from ..optvis.param import ImageParam
 
@@ -46,6 +47,8 @@ class ImageGenerator(nn.Module):
         if not isinstance(h, torch.Tensor) or h.dim() != 2 or h.shape[1] != self.code_dim:
             got = tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__
             raise ParameterizationError(f"{type(self).__name__} takes codes (B, {self.code_dim}); got {got}")
+        if not h.dtype.is_floating_point:
+            raise ParameterizationError(f"codes must be floating point; got dtype {h.dtype}")
         return h
 
 
@@ -134,23 +137,17 @@ def load_generator_state(generator: nn.Module, source: str | os.PathLike[str] | 
 
     Common wrapper prefixes are stripped. Keys or shapes that do not match are listed in a :class:`CheckpointError`.
     """
+    if not isinstance(generator, nn.Module):
+        raise ModelTypeError(f"load_generator_state needs the generator module first; got {type(generator).__name__}")
     if isinstance(source, Mapping):
         state = dict(source)
+    elif isinstance(source, (str, os.PathLike)):
+        state = read_state_dict(source)
     else:
-        path = os.fspath(source)
-        if not os.path.isfile(path):
-            raise CheckpointError(f"no generator weights at {path}")
-        try:
-            if path.endswith(".safetensors"):
-                from safetensors.torch import load_file
-
-                state = load_file(path)
-            else:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"cannot read generator weights {path} ({type(err).__name__}: {err})") from err
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
+        raise ModelTypeError(f"generator weights are a file path or a state dict (a mapping of name -> tensor); got"
+                             f" {type(source).__name__}")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError("a state dict maps parameter names (str) to tensors")
     cleaned = {}
     for key, value in state.items():
         for prefix in strip_prefixes:

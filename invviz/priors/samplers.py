@@ -17,11 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import DeviceError, ObjectiveError, UnitIndexError
-from ..models.loading import Normalize, model_device, preprocessing_of
+from ..errors import DeviceError, ModelTypeError, ObjectiveError, UnitIndexError
+from ..models.loading import model_device
+from ..models.probe import Probe, check_model
 from ..models.state import frozen_eval
 from ..optvis.objectives import Objective, as_objective, custom
 from ..optvis.render import render
+from ..training import schedule
+from ..training.loop import check_positive_int
 from .generators import GeneratorImage, ImageGenerator
 
 Prior = Callable[[torch.Tensor], torch.Tensor]
@@ -59,7 +62,7 @@ class CodeSampler(torch.optim.Optimizer):
     def step(self, closure):  # type: ignore[override]
         with torch.enable_grad():
             loss = closure()
-        eta = self.lr + (self.lr_end - self.lr) * self.t / max(1, self.steps - 1)
+        eta = schedule.linear(self.lr, self.lr_end, self.t, self.steps)
         for group in self.param_groups:
             for h in group["params"]:
                 d = -h.grad
@@ -118,6 +121,8 @@ def _initial_codes(generator: ImageGenerator, init: str | torch.Tensor, chains: 
     if isinstance(init, torch.Tensor):
         codes = init.float()
         codes = generator.check_code(codes[None] if codes.dim() == 1 else codes)
+        if not bool(torch.isfinite(codes).all()):
+            raise ObjectiveError("initial codes must be finite (no NaN or infinity)")
         if codes.shape[0] not in (1, chains):
             raise ObjectiveError(f"{codes.shape[0]} initial codes for {chains} chains; pass one or one per chain")
         return codes.expand(chains, -1).clone() if codes.shape[0] == 1 else codes.clone()
@@ -131,6 +136,24 @@ def _initial_codes(generator: ImageGenerator, init: str | torch.Tensor, chains: 
 def _check_class(model_out_dim: int | None, unit: int) -> None:
     if model_out_dim is not None and not 0 <= unit < model_out_dim:
         raise UnitIndexError(f"class {unit} out of range: the model has {model_out_dim} outputs")
+
+
+def _check_sampler_inputs(model: nn.Module, generator: object) -> ImageGenerator:
+    check_model(model)
+    if not isinstance(generator, ImageGenerator):
+        raise ModelTypeError(f"the generator must be an invviz.priors.ImageGenerator (CompactGenerator, DeePSiMFc6, or"
+                             f" your subclass); got {type(generator).__name__}")
+    return generator
+
+
+def _class_index(target: object) -> int:
+    if isinstance(target, str):
+        raise UnitIndexError(f"a class is given by its index (e.g. 285 for ImageNet's 'Egyptian cat'), not by name;"
+                             f" got {target!r}")
+    if isinstance(target, bool) or not isinstance(target, (int, torch.Tensor)) or (
+            isinstance(target, torch.Tensor) and target.numel() != 1):
+        raise UnitIndexError(f"a class is an int index, or pass an invviz.optvis objective; got {target!r}")
+    return int(target)
 
 
 def _sample(model: nn.Module, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
@@ -164,9 +187,11 @@ def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, la
     setting for class outputs is 8 and it uses 1-8 by layer. Scale it to the code's range: for hidden units of
     EfficientNet-Lite0 with its pooled features as the code (each in [0, 6]), 2 was chosen on held-out units (README).
     """
-    if not lr > 0 or lr_end < 0 or not 0 < decay <= 1 or steps < 1:
-        raise ObjectiveError(f"need lr > 0, lr_end >= 0, 0 < decay <= 1, steps >= 1; got {lr}, {lr_end}, {decay},"
-                             f" {steps}")
+    generator = _check_sampler_inputs(model, generator)
+    check_positive_int(steps, "steps")
+    check_positive_int(chains, "chains")
+    if not lr > 0 or not lr_end >= 0 or not 0 < decay <= 1:
+        raise ObjectiveError(f"need lr > 0, lr_end >= 0, 0 < decay <= 1; got {lr}, {lr_end}, {decay}")
     obj = as_objective(objective, layer)
     gen = torch.Generator().manual_seed(seed)
     codes = _initial_codes(generator, init, chains, gen)
@@ -205,6 +230,13 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     step's update) whose class probability is at least `threshold`: `samples`, `sample_steps`, `sample_chains`. The
     authors save every step (N = 1); each saved step holds `chains` images in memory until the end.
     """
+    generator = _check_sampler_inputs(model, generator)
+    check_positive_int(steps, "steps")
+    check_positive_int(chains, "chains")
+    if not callable(prior):
+        raise ModelTypeError(f"the prior must be a callable on codes (a CodeDAE, JointPrior, or a function h -> R(h));"
+                             f" got {type(prior).__name__}")
+    check_positive_int(reset_every, "reset_every", allow_none=True)
     for name, value in (("eps1", eps1), ("eps2", eps2), ("eps3", eps3), ("lr", lr)):
         if not (value >= 0 and value == value) or value > 1e3:
             raise ObjectiveError(f"{name} must be a finite number in [0, 1e3]; got {value}")
@@ -217,12 +249,8 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     if isinstance(target, Objective):
         obj = target
     else:
-        unit = int(target)
-        with torch.no_grad(), frozen_eval(model), frozen_eval(generator):
-            probe = generator(torch.zeros(1, generator.code_dim, device=model_device(model)))
-            if size:
-                probe = F.interpolate(probe, size=(size, size), mode="bilinear", align_corners=False)
-            n_out = model(Normalize(preprocessing_of(model)).to(probe.device)(probe)).flatten(1).shape[1]
+        unit = _class_index(target)
+        n_out = Probe(model, [""]).channels("", size or generator.image_size)  # the class probe, resized as needed
         _check_class(n_out, unit)
         obj = authors_class_term(unit) if gradient == "authors" else class_log_probability(unit)
         monitor["p"] = class_probability(unit)

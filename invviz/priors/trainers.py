@@ -12,18 +12,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ObjectiveError
-from ..models.discriminator import Discriminator
+from ..errors import DataError, ModelTypeError, ObjectiveError
 from ..models.loading import model_device
 from ..models.state import frozen_eval
+from ..training import distributed as ddp
 from ..training import fit
+from ..training.discriminator import Discriminator
+from ..training.loop import check_learning_rate
 from .generators import ImageGenerator
 
 Features = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _images(batch: Any) -> torch.Tensor:
+    """The images of a batch (a tensor, or the first item of a tuple), checked: float `(B, C, H, W)` in [0, 1]."""
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"training batches must be images (B, C, H, W) (or (images, labels)); got {got}")
+    if not x.dtype.is_floating_point:
+        raise DataError(f"training images must be floats in [0, 1]; got dtype {x.dtype} (divide uint8 by 255)")
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
@@ -41,6 +49,13 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
     generator drops its adversarial term when that is above `balance` times the discriminator's. The images are
     resized to the generator's size. Returns per-step losses; code bounds come from :func:`code_statistics`.
     """
+    if not isinstance(generator, ImageGenerator):
+        raise ModelTypeError(f"train_generator trains an invviz.priors.ImageGenerator; got {type(generator).__name__}")
+    for name, fn in (("encoder", encoder), ("comparator", comparator)):
+        if fn is not None and not callable(fn):
+            raise ModelTypeError(f"the {name} must be a callable images -> features, e.g."
+                                 f" invviz.models.Probe(model, 'global_pool').latent; got {type(fn).__name__}")
+    lr = check_learning_rate(lr)
     device = model_device(generator)
     disc = (discriminator or Discriminator()).to(device) if adversarial_weight else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -67,8 +82,10 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
             d_real = F.binary_cross_entropy_with_logits(disc(x), torch.ones(x.shape[0], device=device))
             d_fake = F.binary_cross_entropy_with_logits(disc(fake.detach()), torch.zeros(x.shape[0], device=device))
             loss_d = d_real + d_fake
-            train_d = float(loss_d.detach()) > float(adv_g.detach()) / balance
-            if float(adv_g.detach()) < balance * float(loss_d.detach()):
+            # the balancing decisions use the mean over all ranks, so every rank decides the same way
+            d_mean, g_mean = float(ddp.all_mean(loss_d.detach())), float(ddp.all_mean(adv_g.detach()))
+            train_d = d_mean > g_mean / balance
+            if g_mean < balance * d_mean:
                 loss = loss + adversarial_weight * adv_g
             logs.update(adversarial=adv_g.detach(), discriminator=loss_d.detach())
         # the generator steps first: its adversarial term's graph runs through the discriminator as it was
@@ -85,12 +102,14 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
     optimizers = {"generator": opt_g}
     if disc is not None:
         modules["discriminator"], optimizers["discriminator"] = disc, opt_d
+    modes = [(m, m.training) for m in generator.modules()]
     generator.train()
     try:
         return fit(step, loader, modules=modules, optimizers=optimizers, epochs=epochs, max_steps=max_steps,
                    checkpoint=checkpoint, resume=resume, progress=progress, seed=seed, desc="generator")
     finally:
-        generator.eval()
+        for m, mode in modes:  # every module's flag as the call found it
+            m.training = mode
 
 
 @torch.no_grad()
@@ -119,9 +138,15 @@ def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 
                    checkpoint: str | os.PathLike[str] | None = None, progress: bool = True
                    ) -> tuple[CodeDAE, list[dict[str, float]]]:
     """Train a :class:`CodeDAE` on codes `(N, d)`; the noise is `noise_sd` times each unit's standard deviation."""
-    codes = torch.as_tensor(codes, dtype=torch.float32)
+    try:
+        codes = torch.as_tensor(codes, dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"codes must be a tensor (N, d); got {type(codes).__name__}") from None
     if codes.dim() != 2 or codes.shape[0] < 2:
         raise ObjectiveError(f"codes must be (N >= 2, d); got {tuple(codes.shape)}")
+    if not bool(torch.isfinite(codes).all()):
+        raise DataError("codes must be finite (no NaN or infinity)")
+    lr = check_learning_rate(lr)
     torch.manual_seed(seed)
     dae = CodeDAE(codes.shape[1], hidden)
     scale = codes.std(0, keepdim=True).clamp(min=1e-6) * noise_sd
@@ -129,7 +154,7 @@ def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 
     loader = torch.utils.data.DataLoader(codes, batch_size=batch_size, shuffle=True, generator=torch.Generator())
 
     def step(h: torch.Tensor, _: int) -> dict[str, torch.Tensor]:
-        loss = F.mse_loss(dae(h + scale * torch.randn_like(h)), h)
+        loss = F.mse_loss(dae(h + scale * ddp.local_randn(h)), h)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
