@@ -7,11 +7,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from ._checks import single_image
-from .errors import ObjectiveError
-from .models.capture import Capture, resolve_layer
-from .models.loading import Normalize, model_device, preprocessing_of
-from .models.state import frozen_eval
+from .errors import ImageSizeError, ObjectiveError, UnitIndexError
+from .models.capture import resolve_layer
+from .models.probe import Probe, check_images, check_model
 
 METHODS = ("grad_x_act", "integrated_gradients")
 
@@ -33,6 +31,7 @@ class UnitAttribution:
     all_scores: torch.Tensor
     target: int
     method: str
+    preprocessing: object = None
 
 
 def top_units(
@@ -52,7 +51,7 @@ def top_units(
     Args:
         model: the network.
         layer: layer name.
-        image: one image `(3, H, W)` or `(1, 3, H, W)` in [0, 1] (normalized inside).
+        image: one image `(3, H, W)` or `(1, 3, H, W)` in [0, 1] (normalized inside, resized for one-size models).
         target: output index to explain (default: the predicted class).
         k: number of units returned.
         method: `"grad_x_act"` (captum `LayerGradientXActivation`) or `"integrated_gradients"`
@@ -60,30 +59,40 @@ def top_units(
     """
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
+    model = check_model(model)
     if method not in METHODS:
         raise ObjectiveError(f"unknown attribution method {method!r}; use one of {METHODS}")
-    x = single_image(image).to(model_device(model))
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ObjectiveError(f"k must be a whole number >= 1; got {k!r}")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
+        kind = "by name" if isinstance(target, str) else f"as {type(target).__name__}"
+        raise UnitIndexError(f"the target is an output index (int), e.g. 285; got {target!r} ({kind})")
+    probe = Probe(model, [layer, ""])
+    x = check_images(image, channels=probe.channels_in)
+    if x.shape[0] != 1:
+        raise ImageSizeError(f"top_units explains one image at a time; got a batch of {x.shape[0]}")
+    x = x.to(device=probe.device, dtype=probe.dtype)
     module = resolve_layer(model, layer)
-    normalize = Normalize(preprocessing_of(model)).to(x.device)
 
     def forward(inp: torch.Tensor) -> torch.Tensor:
-        return model(normalize(inp))
+        return model(probe.model_input(inp))
 
-    with frozen_eval(model, freeze=False):
-        with torch.no_grad(), Capture(model, [layer, ""]) as cap:
-            raw = cap.run(normalize(x), raw=True)
-            layout = cap.layouts[layer]
-        logits = raw[""]
-        if target is None:
-            target = int(logits.argmax(dim=-1)[0])
-        if not 0 <= target < logits.shape[-1]:
-            raise ObjectiveError(f"target {target} is outside the model's {logits.shape[-1]} outputs")
+    with torch.no_grad():
+        with probe:
+            raw = probe(x, raw=True)
+            layout = probe.layout(layer)
+    logits = raw[""].flatten(1)
+    if target is None:
+        target = int(logits.argmax(dim=-1)[0])
+    if not 0 <= target < logits.shape[-1]:
+        raise UnitIndexError(f"target {target} is outside the model's {logits.shape[-1]} outputs")
+    with probe.frozen(freeze=False):
         if method == "grad_x_act":
             attr = LayerGradientXActivation(forward, module).attribute(x, target=target)
         else:
             attr = LayerIntegratedGradients(forward, module).attribute(
                 x, baselines=torch.full_like(x, 0.5), target=target, n_steps=steps)
-    per_channel = layout.to_features(attr).sum(dim=(2, 3))[0].detach().cpu()  # (C,)
+    per_channel = layout.to_features(attr).sum(dim=(2, 3))[0].detach().float().cpu()  # (C,)
     order = per_channel.argsort(descending=True)[:k]
     return UnitAttribution(units=order.tolist(), scores=per_channel[order], all_scores=per_channel,
-                           target=target, method=method)
+                           target=target, method=method, preprocessing=probe.preprocessing)

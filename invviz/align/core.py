@@ -27,26 +27,26 @@ def check_schedule(steps: int, tau: float) -> None:
 
 
 def initial_input(shape: tuple[int, ...], init: str = "zeros", *, device: torch.device | str = "cpu",
-                  dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, rng: torch.Generator | None = None) -> torch.Tensor:
     """`r_0`: zeros (the authors' code), uniform in [-1, 1], or standard Gaussian (the paper)."""
     if init == "zeros":
         return torch.zeros(shape, device=device, dtype=dtype)
     if init == "uniform":
-        return (torch.rand(shape, generator=generator, dtype=dtype) * 2 - 1).to(device)
+        return (torch.rand(shape, generator=rng, dtype=dtype) * 2 - 1).to(device)
     if init == "gaussian":
-        return torch.randn(shape, generator=generator, dtype=dtype).to(device)
+        return torch.randn(shape, generator=rng, dtype=dtype).to(device)
     raise ObjectiveError(f"unknown r_0 init {init!r}; use one of {INITS}")
 
 
 def align(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], *, steps: int = 1, tau: float = 1.0,
-          init: str = "zeros", create_graph: bool = False, generator: torch.Generator | None = None,
+          init: str = "zeros", create_graph: bool = False, rng: torch.Generator | None = None,
           r0: torch.Tensor | None = None) -> torch.Tensor:
     """The alignment steps: `r_T` (pre-sigmoid) whose latent `E(r_T)` approaches `z (B, ...)`.
 
     `shape` is the input shape `(B, C, H, W)`; `create_graph=True` keeps the graph for training.
     """
     check_schedule(steps, tau)
-    r = initial_input(shape, init, device=z.device, dtype=z.dtype, generator=generator) if r0 is None else r0
+    r = initial_input(shape, init, device=z.device, dtype=z.dtype, rng=rng) if r0 is None else r0
     if not r.requires_grad:
         r = r.requires_grad_(True)
     for _ in range(steps):
@@ -69,13 +69,13 @@ def decode(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], **kwargs) 
 
 
 def fa_loss(encoder: Encoder, x: torch.Tensor, *, steps: int = 1, tau: float = 1.0, init: str = "zeros",
-            generator: torch.Generator | None = None, z: torch.Tensor | None = None
+            rng: torch.Generator | None = None, z: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The FA reconstruction loss `mean_b |x_b - r_hat_b|^2` (summed over pixels), with the latent `z = E(x)` and
     `r_hat`; differentiable in the encoder's weights through the alignment steps."""
     x = x.clamp(0.01, 0.99)  # the authors' input clamp
     z = encoder(x) if z is None else z
-    r = align(encoder, z, tuple(x.shape), steps=steps, tau=tau, init=init, create_graph=True, generator=generator)
+    r = align(encoder, z, tuple(x.shape), steps=steps, tau=tau, init=init, create_graph=True, rng=rng)
     r_hat = torch.sigmoid(r)
     loss = ((x - r_hat) ** 2).flatten(1).sum(1).mean()
     return loss, z, r_hat

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ObjectiveError
-from ..models.discriminator import Discriminator
 from ..models.loading import model_device
+from ..training.discriminator import Discriminator
 from .core import clamp_weights_, decode, fa_loss
 from .models import with_class_logits
 
@@ -67,16 +67,16 @@ def vfa_loss(encoder: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = 
 
 
 def prior_latent(encoder: nn.Module, n: int, *, classes: Sequence[int] | torch.Tensor | None = None,
-                 class_scale: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+                 class_scale: float = 1.0, rng: torch.Generator | None = None) -> torch.Tensor:
     """Latents to sample from: `z ~ N(0, I)`, plus `class_scale` times the one-hot of `classes` for an encoder with a
     class head (a larger scale emphasises the class; random classes when `classes` is None)."""
-    z = torch.randn(n, encoder.latent, generator=generator)
+    z = torch.randn(n, encoder.latent, generator=rng)
     k = getattr(encoder, "classes", 0)
     if not k:
         if classes is not None:
             raise ObjectiveError("classes were given but the encoder has no class head; build it with classes=N")
         return z
-    c = torch.randint(k, (n,), generator=generator) if classes is None else torch.as_tensor(classes).reshape(-1)
+    c = torch.randint(k, (n,), generator=rng) if classes is None else torch.as_tensor(classes).reshape(-1)
     if c.numel() != n or int(c.min()) < 0 or int(c.max()) >= k:
         raise ObjectiveError(f"need {n} class indices in [0, {k}); got {c.tolist()[:8]}")
     return torch.cat([z, class_scale * F.one_hot(c, k).float()], 1)
@@ -169,18 +169,18 @@ class VFAGAN(nn.Module):
         return self.refiner(r_hat).detach() if refine else r_hat
 
     def sample(self, n: int, shape: tuple[int, ...], *, classes: Sequence[int] | None = None,
-               class_scale: float = 1.0, generator: torch.Generator | None = None, refine: bool = True
+               class_scale: float = 1.0, rng: torch.Generator | None = None, refine: bool = True
                ) -> torch.Tensor:
         """`n` samples of image shape `(C, H, W)`: `z ~ N(0, I)` (+ class one-hot), FA decoding, refiner."""
-        return vfa_sample(self.encoder, n, shape, classes=classes, class_scale=class_scale, generator=generator,
+        return vfa_sample(self.encoder, n, shape, classes=classes, class_scale=class_scale, rng=rng,
                           steps=self.steps, tau=self.tau, refiner=self.refiner if refine else None)
 
 
 def vfa_sample(encoder: nn.Module, n: int, shape: tuple[int, ...], *, classes: Sequence[int] | None = None,
-               class_scale: float = 1.0, generator: torch.Generator | None = None, steps: int = 1,
+               class_scale: float = 1.0, rng: torch.Generator | None = None, steps: int = 1,
                tau: float = 1.0, refiner: nn.Module | None = None) -> torch.Tensor:
     """Samples of a VFA encoder: `z ~ N(0, I)` decoded by T alignment steps (then `refiner`, if given)."""
-    z = prior_latent(encoder, n, classes=classes, class_scale=class_scale, generator=generator)
+    z = prior_latent(encoder, n, classes=classes, class_scale=class_scale, rng=rng)
     images = decode(encoder, z.to(model_device(encoder)), (n, *shape), steps=steps, tau=tau)
     if refiner is not None:
         with torch.no_grad():

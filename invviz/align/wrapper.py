@@ -1,194 +1,550 @@
-"""Fine-tuning wrapper: make any pretrained model's latent decodable by the model itself (feature alignment).
+"""The fine-tuning wrapper: make a pretrained model's latent decodable by the model itself (feature alignment),
+while the model keeps its predictions.
 
-The latent is a layer of the model (default: the pooled penultimate features). Decoding runs the alignment steps in
-logit space, `E(r) = latent(normalize(sigmoid(r)))`, so the model only ever sees valid images; `r_0 = 0` is a grey
-image. Training adds the FA reconstruction loss to a distillation loss towards the frozen original's outputs, so the
-model keeps its behaviour.
+Decoding (Farias & Maziero 2023, Algorithm 1) runs T alignment steps in logit space from a start image `r_0`,
+`r <- r - tau_t d/dr 1/2 |z - E(sigmoid(r))|^2`, with `E` the latent of the wrapped network, so the network only ever
+sees valid images; `r_0` and the step sizes `tau_t` are learned with the reconstruction loss (they are part of the
+decoder, not of the network's predictions).
+
+How the predictions are kept (`preserve`):
+
+- `"projection"` — exact, for latents the rest of the network maps affinely to the output (the last spatial stage
+  before a global-average-pool + linear head, or the pooled features themselves). The head's linear map `A` is
+  measured once; the wrapped network's latent is `z = z_s - A+ A (z_s - z_o)`, the fine-tuned latent `z_s` with its
+  component in the head's row space replaced by the original's `z_o`, so `A z = A z_o`: the outputs are the
+  original's to float precision, whatever the fine-tuning does, and the decodable information lives in the head's
+  null space. It costs a second pass through the frozen original up to the latent.
+- `"distill"` — for any other latent: a KL distillation loss to the frozen original's outputs (and optionally a
+  feature loss at the latent and an L2-SP anchor to the original weights) keeps the predictions approximately.
+
+`"auto"` (the default) measures whether the head is affine and picks accordingly. Which parameters train
+(`trainable`): `"encoder"` (the modules that run before the latent's output; the default), `"all"`, or `"lora"`
+(low-rank adapters starting at zero, from the `peft` package, on the encoder's convolutions and linear layers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import os
-from collections.abc import Iterable
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import single_image
-from ..errors import LayerNotFoundError
-from ..models.capture import Capture, resolve_layer
-from ..models.loading import Normalize, Preprocessing, model_device, preprocessing_of
+from ..errors import CheckpointError, DataError, LayerNotFoundError, ModelTypeError, ObjectiveError, SettingError
+from ..io import check_writable, load_checkpoint_state, save_checkpoint
+from ..models.capture import resolve_layer
+from ..models.loading import Normalize, Preprocessing, model_device
+from ..models.probe import Probe, check_model, image_size, model_dtype, resolve_preprocessing
 from ..models.state import frozen_eval
-from ..training import fit, load_checkpoint_state
-from .core import align, check_schedule, initial_input
+from ..training import distributed as ddp
+from ..training import fit
+from ..training.loop import check_learning_rate, check_positive_int
+from .core import check_schedule, initial_input
 
+PRESERVE = ("auto", "projection", "distill")
+TRAINABLE = ("encoder", "all", "lora")
 POOLED_CANDIDATES = ("global_pool", "head.global_pool", "avgpool", "fc_norm", "head.fc_norm", "head.flatten",
                      "pre_logits", "head.pre_logits")
 
 
-def default_latent_layer(model: nn.Module) -> str:
-    """The pooled penultimate features: the first of timm's/torchvision's pooling modules that exists."""
+def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
+    """A latent that decodes well, by the model's own description where it has one.
+
+    `purpose="align"` (the wrapper): the last spatial feature stage (timm's `feature_info`), else the pooled
+    features, else the last module whose output is a spatial map, else the output `""`. `purpose="invert"`
+    (optimization-based inversion): the feature stage at stride 8 (a mid-level layer that still holds the image's
+    layout), else the earliest stage past stride 4, else as for `"align"`.
+    """
     names = dict(model.named_modules())
+    info = getattr(model, "feature_info", None)
+    stages = []
+    if info is not None:
+        try:
+            stages = [(int(i["reduction"]), str(i["module"])) for i in info if str(i["module"]) in names]
+        except (TypeError, KeyError):
+            stages = []
+    if purpose == "invert" and stages:
+        at8 = [m for r, m in stages if r == 8]
+        if at8:
+            return at8[0]
+        past4 = [m for r, m in stages if r > 4]
+        return past4[0] if past4 else stages[-1][1]
+    if stages:
+        return stages[-1][1]
+    spatial = _spatial_modules(model)
+    if purpose == "invert" and spatial:
+        return spatial[min(len(spatial) - 1, max(0, len(spatial) // 2))]
     for name in POOLED_CANDIDATES:
         if name in names:
             return name
-    raise LayerNotFoundError(f"{type(model).__name__} has none of the usual pooled-feature modules"
-                             f" {POOLED_CANDIDATES}; pass layer= a layer name from invviz.list_layers(model)")
+    return spatial[-1] if spatial else ""
+
+
+def _spatial_modules(model: nn.Module) -> list[str]:
+    """Top-level-ish modules (direct children, or children of a single container) whose outputs are spatial maps
+    (4D with a grid larger than 1), in forward order, from one no-gradient pass at the native size."""
+    from ..models.layers import list_layers
+
+    try:
+        table = list_layers(model)
+    except Exception:  # noqa: BLE001 - a model list_layers cannot run: no spatial default
+        return []
+    shallow = [r for r in table if r.shape is not None and len(r.shape) == 4 and r.layout in ("NCHW", "NHWC")
+               and r.calls == 1]
+    depth = min((r.name.count(".") for r in shallow), default=0)
+    out = [r.name for r in shallow if r.name.count(".") <= depth + 1 and _grid_of(r) > 1]
+    top = [n for n in out if n.count(".") == depth]
+    return top if len(top) >= 2 else out
+
+
+def _grid_of(row) -> int:
+    if row.layout == "NCHW":
+        return row.shape[2] * row.shape[3]
+    return row.shape[1] * row.shape[2]
 
 
 class FeatureAligned(nn.Module):
-    """A model whose latent at `layer` can be decoded by the model itself.
+    """A model whose latent at `layer` can be decoded by the model itself, with its predictions kept.
 
     Args:
-        model: any image model; copied unless `copy=False` (then fine-tuning changes it in place).
-        layer: the latent layer (default :func:`default_latent_layer`).
-        steps, tau: the alignment schedule (T, step size).
-        init, init_scale, seed: `r_0`, one fixed pattern (`"gaussian"`, `"uniform"` or `"zeros"`, times
-            `init_scale`, from `seed`) used in training and decoding; see the note in `__init__` on why not zeros.
+        model: any image model; copied (the user's model is never changed).
+        layer: the latent layer (default :func:`default_latent_layer`); any layer, spatial or pooled.
+        steps, tau: the alignment schedule: T steps, each with its own step size (initial value `tau`; learned when
+            `learn_tau`, and set by a line search on the first training batch).
+        init, init_scale, seed: `r_0` before learning: `"zeros"` (a grey image), `"gaussian"` or `"uniform"`
+            noise times `init_scale`; learned when `learn_r0`.
         size: the image size `(H, W)` decoded (default: the model's native input size).
-        preprocessing: the model's normalization (default: detected).
+        preserve: `"auto"`, `"projection"` (exact, for affine heads) or `"distill"`; see the module docstring.
+        trainable: `"encoder"` (default), `"all"` or `"lora"` (`lora_rank`, needs `pip install peft`).
+        preprocessing, layouts: override the model's normalization, or a layer's layout.
 
-    The frozen original (the distillation teacher) is kept outside the state dict; `state_dict()` holds only the
-    fine-tuned model, so checkpoints are plain weights.
+    `state_dict()` holds the fine-tuned model, `r_0` and the step sizes; the frozen original (the teacher) is kept
+    outside it, and :meth:`load` reads a saved wrapper back into `FeatureAligned(same_original_model)`.
+
+    Example:
+        >>> from invviz.models.zoo import FashionResNet
+        >>> w = FeatureAligned(FashionResNet(width=8), "layer3")
+        >>> w.preserve, w.encode(torch.rand(2, 1, 28, 28)).shape
+        ('projection', torch.Size([2, 1568]))
     """
 
     def __init__(self, model: nn.Module, layer: str | None = None, *, steps: int = 1, tau: float = 1.0,
-                 init: str = "gaussian", init_scale: float = 0.1, seed: int = 0,
-                 size: int | tuple[int, int] | None = None, copy_model: bool = True,
-                 preprocessing: Preprocessing | None = None) -> None:
+                 learn_tau: bool = True, init: str = "zeros", init_scale: float = 0.1, learn_r0: bool = True,
+                 seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = "auto",
+                 trainable: str = "encoder", lora_rank: int = 8, preprocessing: Preprocessing | None = None,
+                 layouts: dict[str, str] | None = None) -> None:
         super().__init__()
+        model = check_model(model)
         check_schedule(steps, tau)
-        self.layer = layer or default_latent_layer(model)
+        if preserve not in PRESERVE:
+            raise SettingError(f"preserve must be one of {PRESERVE}; got {preserve!r}")
+        if trainable not in TRAINABLE:
+            raise SettingError(f"trainable must be one of {TRAINABLE}; got {trainable!r}")
+        self.layer = default_latent_layer(model) if layer is None else layer
+        if not isinstance(self.layer, str):
+            raise LayerNotFoundError(f"a layer is named by a string (see invviz.list_layers); got {self.layer!r}")
         resolve_layer(model, self.layer)
-        self.prep = preprocessing or preprocessing_of(model)
-        self.model = copy.deepcopy(model) if copy_model else model
+        self.prep = resolve_preprocessing(model, preprocessing)
+        self.layouts = dict(layouts or {})
+        self.model = copy.deepcopy(model)
         teacher = copy.deepcopy(model).eval()
         teacher.requires_grad_(False)
         object.__setattr__(self, "_teacher", teacher)  # not a submodule: not trained, not saved
         self.normalize = Normalize(self.prep)
-        self.steps, self.tau, self.init = steps, tau, init
-        hw = size if size is not None else self.prep.input_size[1:]
-        self.size = (hw, hw) if isinstance(hw, int) else tuple(hw)
-        # r_0: one fixed pattern shared by training and decoding. A constant start cannot work from pooled features:
-        # a convnet's gradient of a globally pooled latent at a constant image is the same at every interior pixel,
-        # so the alignment steps could only ever produce flat images; a fixed random start breaks that symmetry.
-        r0 = initial_input((1, 3, *self.size), init, generator=torch.Generator().manual_seed(seed)) * init_scale
-        self.register_buffer("r0", r0)
-        self.to(model_device(model))
+        self.steps, self.init = steps, init
+        self.size = self.prep.input_size[1:] if size is None else image_size(size)
+        self.size = (int(self.size[0]), int(self.size[1]))
+        self.channels = int(self.prep.input_size[0])
+        r0 = initial_input((1, self.channels, *self.size), init, rng=torch.Generator().manual_seed(seed)) * init_scale
+        self.r0 = nn.Parameter(r0, requires_grad=learn_r0)
+        self.log_tau = nn.Parameter(torch.full((steps,), math.log(tau)), requires_grad=learn_tau)
+        self.to(device=model_device(model), dtype=model_dtype(model))
+        self.preserve = self._resolve_preserve(preserve)
+        self.trainable = trainable
+        self._select_trainable(trainable, lora_rank)
 
+    # -- the parts ---------------------------------------------------------------------------------------------
     @property
     def teacher(self) -> nn.Module:
         return self._teacher
 
-    @contextmanager
-    def encoder(self, with_output: bool = False):
-        """Yields `enc(images in [0, 1]) -> latent (B, d)` (and the logits with `with_output`) through one capture."""
-        layers = [self.layer, ""] if with_output else [self.layer]
-        with Capture(self.model, layers) as cap:
+    @property
+    def taus(self) -> torch.Tensor:
+        return self.log_tau.exp()
+
+    def model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What the network receives for images in [0, 1]: normalized, resized for one-size models."""
+        return self._probe(self._teacher, [""], True).model_input(images)
+
+    def _probe(self, model: nn.Module, layers: list[str], freeze: bool) -> Probe:
+        """One probe per (network, layers, freezing), kept so its layouts are found once."""
+        cache = self.__dict__.setdefault("_probes", {})
+        key = (id(model), tuple(layers), freeze)
+        if key not in cache or cache[key].model is not model:
+            cache[key] = Probe(model, layers, preprocessing=self.prep, layouts=self.layouts, freeze=freeze)
+        return cache[key]
+
+    def _head_jacobian(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The head's linear map `A (m, d)` from the flat latent to the outputs, and the flat latent at a probe
+        image, if the head is affine (checked on random latents); else None."""
+        net = self._teacher
+        device = model_device(net)
+        x = torch.full((1, self.channels, *self.size), 0.5, device=device)
+        with torch.no_grad():
+            z0 = self._probe(net, [self.layer], True).latent(x)  # (1, d)
+        probe = self._probe(net, [self.layer, ""], True)
+        with probe, torch.no_grad():
+            raw = probe(x, raw=True)
+            layout = probe.layout(self.layer)
+        if layout.kind not in ("NCHW", "vector") or raw[self.layer].flatten(1).shape != z0.shape:
+            return None  # the flat raw latent must be the feature latent for the projection
+
+        def head(z: torch.Tensor) -> torch.Tensor:
+            return _run_with_latent(net, self.layer, self.model_input(x).expand(z.shape[0], -1, -1, -1), z,
+                                    raw[self.layer].shape[1:])
+
+        with frozen_eval(net):
+            scale = z0.abs().mean().clamp(min=1e-3)
+            g = torch.Generator().manual_seed(0)
+            d1, d2 = (torch.randn(z0.shape, generator=g).to(device) * scale for _ in range(2))
+            with torch.no_grad():
+                f = head(torch.cat([z0, z0 + d1, z0 + d2, z0 + d1 + d2]))
+            second = (f[3] - f[1] - f[2] + f[0]).abs().max()
+            if not float(second) <= 1e-4 * float(f.abs().max().clamp(min=1e-6)):
+                return None
+            zr = z0.clone().requires_grad_(True)
+            out = head(zr)  # (1, m)
+            rows = [torch.autograd.grad(out[0, i], zr, retain_graph=True)[0][0] for i in range(out.shape[1])]
+        return torch.stack(rows).detach(), z0
+
+    def _resolve_preserve(self, preserve: str) -> str:
+        if preserve == "distill":
+            return "distill"
+        found = self._head_jacobian()
+        if found is None:
+            if preserve == "projection":
+                raise SettingError(f"preserve='projection' needs a latent that the rest of the network maps affinely"
+                                   f" to its output (the last stage before the pooling and linear head, or the"
+                                   f" pooled features); {self.layer!r} is not one. Use preserve='distill'")
+            return "distill"
+        a, _ = found
+        pinv = torch.linalg.pinv(a.double(), rtol=1e-6).float()  # (d, m)
+        self.register_buffer("head_a", a, persistent=False)
+        self.register_buffer("head_pinv", pinv, persistent=False)
+        return "projection"
+
+    def _head_modules(self) -> set[int]:
+        """ids of the modules that run only after the latent's output exists (the head)."""
+        order: list[tuple[str, nn.Module]] = []
+        done: dict[int, int] = {}
+        target = resolve_layer(self.model, self.layer)
+        handles = []
+
+        def pre(module, args):
+            order.append(("start", module))
+
+        def post(module, args, output):
+            if module is target and id(target) not in done:
+                done[id(target)] = len(order)
+
+        for m in self.model.modules():
+            handles.append(m.register_forward_pre_hook(pre))
+            handles.append(m.register_forward_hook(post))
+        try:
+            with torch.no_grad(), frozen_eval(self.model):
+                self.model(self.model_input(torch.full((1, self.channels, *self.size), 0.5,
+                                                     device=model_device(self.model))))
+        finally:
+            for h in handles:
+                h.remove()
+        cut = done.get(id(target), len(order))
+        before = {id(m) for kind, m in order[:cut]}
+        return {id(m) for kind, m in order[cut:] if id(m) not in before}
+
+    def _select_trainable(self, trainable: str, lora_rank: int) -> None:
+        head = self._head_modules() if self.layer else set()
+        head_params = {id(p) for m in self.model.modules() if id(m) in head for p in m.parameters(recurse=False)}
+        if trainable == "lora":
+            self._add_lora(lora_rank, head)
+            return
+        for p in self.model.parameters():
+            frozen = (trainable == "encoder" or self.preserve == "projection") and id(p) in head_params
+            p.requires_grad_(not frozen)
+
+    def _add_lora(self, rank: int, head: set[int]) -> None:
+        try:
+            from peft import LoraConfig, inject_adapter_in_model
+        except ImportError:
+            raise SettingError("trainable='lora' uses the peft package: pip install peft") from None
+        check_positive_int(rank, "lora_rank")
+        targets = [name for name, m in self.model.named_modules()
+                   if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in head
+                   and (not isinstance(m, nn.Conv2d) or m.groups == 1)]
+        if not targets:
+            raise SettingError("no convolution or linear layer before the latent to put adapters on")
+        self.model = inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets),
+                                             self.model)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_("lora_" in name)
+
+    # -- encoding and decoding ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def encoder(self, with_output: bool = False, train: bool = False) -> Iterator[Any]:
+        """Yields `enc(images in [0, 1]) -> latent (B, d)` (and the outputs with `with_output`), the wrapped
+        network's latent; one set of probes for every call in the block. `train` keeps the weights trainable."""
+        layers = [self.layer, ""] if with_output and self.preserve == "distill" else [self.layer]
+        student = self._probe(self.model, layers, freeze=not train)
+        teacher = self._probe(self._teacher, [self.layer], True) if self.preserve == "projection" else None
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(student)
+            if teacher is not None:
+                stack.enter_context(teacher)
+
             def enc(images: torch.Tensor):
-                feats = cap.run(self.normalize(images), raw=True)
+                feats = student(images)
                 z = feats[self.layer].flatten(1)
-                return (z, feats[""]) if with_output else z
+                if teacher is not None:
+                    z = self._project(z, teacher(images)[self.layer].flatten(1))
+                if not with_output:
+                    return z
+                return z, (feats[""].flatten(1) if "" in feats else None)
             yield enc
 
+    def _project(self, z_s: torch.Tensor, z_o: torch.Tensor) -> torch.Tensor:
+        """`z_s - A+ A (z_s - z_o)`: the head sees the original's latent; the rest is free."""
+        delta = z_s - z_o
+        return z_s - (delta @ self.head_a.T) @ self.head_pinv.T
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """The latent `(B, d)` of images `(B, C, H, W)` in [0, 1]."""
         with self.encoder() as enc:
             return enc(images)
 
+    def start(self, batch: int) -> torch.Tensor:
+        """`r_0` for a batch `(B, C, H, W)` (pre-sigmoid)."""
+        return self.r0.expand(batch, -1, -1, -1)
+
+    def align_steps(self, enc, z: torch.Tensor, *, create_graph: bool, steps: int | None = None) -> torch.Tensor:
+        """T alignment steps from `r_0` towards latent `z (B, d)`; returns `r_T` (pre-sigmoid)."""
+        n = self.steps if steps is None else steps
+        check_positive_int(n, "steps")
+        taus = self.taus
+        r = self.start(z.shape[0])
+        if not create_graph:
+            r = r.detach()
+        for t in range(n):
+            if not r.requires_grad:
+                r = r.requires_grad_(True)
+            with torch.enable_grad():
+                zr = enc(torch.sigmoid(r))
+                if zr.shape != z.shape:
+                    raise ObjectiveError(f"the latent of the input has shape {tuple(zr.shape)} but the target latent"
+                                         f" has {tuple(z.shape)}; pass a latent of the encoder's size")
+                (g,) = torch.autograd.grad(0.5 * ((z - zr) ** 2).sum(), r, create_graph=create_graph)
+            r = r - taus[min(t, len(taus) - 1)] * g
+            if not create_graph:
+                r = r.detach()
+        return r
+
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Images `(B, 3, H, W)` in (0, 1) whose latent aligns with `z (B, d)` (T steps from `r_0`, sigmoid)."""
-        with self.encoder() as enc, frozen_eval(self.model):
-            r = align(lambda r: enc(torch.sigmoid(r)), z.detach(), (z.shape[0], 3, *self.size),
-                      steps=steps or self.steps, tau=self.tau, r0=self.start(z.shape[0]))
+        """Images `(B, C, H, W)` in (0, 1) whose latent aligns with `z (B, d)`."""
+        with self.encoder() as enc:
+            r = self.align_steps(enc, z.detach(), create_graph=False, steps=steps)
         return torch.sigmoid(r).detach()
 
-    def losses(self, images: torch.Tensor, *, distill_weight: float = 1.0, recon_weight: float = 1.0
-               ) -> dict[str, torch.Tensor]:
-        """FA reconstruction loss (per-image pixel sum of squares, batch mean) + KL distillation to the teacher."""
-        x = images.clamp(0.01, 0.99)
-        with self.encoder(with_output=True) as enc:
-            z, logits = enc(x)
-            r = align(lambda r: enc(torch.sigmoid(r))[0], z, tuple(x.shape), steps=self.steps, tau=self.tau,
-                      create_graph=True, r0=self.start(x.shape[0]))
-        recon = ((x - torch.sigmoid(r)) ** 2).flatten(1).sum(1).mean()
-        with torch.no_grad():
-            target = self.teacher(self.normalize(x))
-        distill = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
-                           reduction="batchmean")
-        total = recon_weight * recon + distill_weight * distill
-        return {"loss": total, "recon": recon.detach(), "distill": distill.detach()}
-
-    def start(self, batch: int) -> torch.Tensor:
-        """`r_0` for a batch: the fixed start pattern, repeated."""
-        return self.r0.expand(batch, -1, -1, -1).clone()
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))
+        """The wrapped network's outputs for images in [0, 1] (with the projection: the original's outputs)."""
+        if self.preserve != "projection":
+            return self.model(self.model_input(images))
+        with torch.no_grad():
+            z_o = self._probe(self._teacher, [self.layer], True).latent(images)
+        target = resolve_layer(self.model, self.layer)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Weights only (safetensors-compatible tensors in a torch file; read back with weights_only loading)."""
-        from ..training import save_checkpoint
+        def hook(module, args, output):
+            return self._project(output.flatten(1), z_o).view_as(output)
 
-        save_checkpoint(path, {"modules": {"model": self.model.state_dict()}, "step": 0,
-                               "config": {"layer": self.layer, "steps": self.steps, "tau": self.tau,
-                                          "init": self.init, "size": list(self.size)}, "r0": self.r0})
+        handle = target.register_forward_hook(hook)
+        try:
+            return self.model(self.model_input(images))
+        finally:
+            handle.remove()
+
+    # -- training -------------------------------------------------------------------------------------------
+    def losses(self, images: torch.Tensor, *, distill_weight: float = 1.0, recon_weight: float = 1.0,
+               feature_weight: float = 0.0, anchor_weight: float = 0.0) -> dict[str, torch.Tensor]:
+        """The training losses on a batch in [0, 1]: FA reconstruction (per-image sum of squares, batch mean), KL
+        distillation to the original's outputs (distill mode), a feature loss at the latent, an L2-SP anchor."""
+        x = images.clamp(0.01, 0.99)  # the authors' input clamp
+        with self.encoder(with_output=True, train=True) as enc:
+            z, logits = enc(x)
+            r = self.align_steps(lambda im: enc(im)[0], z, create_graph=True)
+        recon = ((x - torch.sigmoid(r)) ** 2).flatten(1).sum(1).mean()
+        total = recon_weight * recon
+        out = {"recon": recon.detach()}
+        if self.preserve == "distill" and distill_weight:
+            with torch.no_grad():
+                target = self._teacher(self.model_input(x)).flatten(1)
+            distill = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(target, -1), log_target=True,
+                               reduction="batchmean")
+            total = total + distill_weight * distill
+            out["distill"] = distill.detach()
+        if feature_weight:
+            with torch.no_grad():
+                z_o = self._probe(self._teacher, [self.layer], True).latent(x)
+            feat = ((z - z_o) ** 2).sum(1).mean() / (z_o ** 2).sum(1).mean().clamp(min=1e-12)
+            total = total + feature_weight * feat
+            out["feature"] = feat.detach()
+        if anchor_weight:
+            anchor = sum(((p - p0) ** 2).sum() for p, p0 in self._anchored())
+            total = total + anchor_weight * anchor
+            out["anchor"] = anchor.detach()
+        return {"loss": total, **out}
+
+    def _anchored(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        original = dict(self._teacher.named_parameters())
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and name in original:
+                yield p, original[name].to(p.device)
+
+    @torch.no_grad()
+    def calibrate(self, images: torch.Tensor) -> float:
+        """Set the step sizes by a line search on `images`: for each step in turn, the `tau` (on a log grid over
+        eight decades) with the lowest reconstruction error. Returns the error after."""
+        x = images.clamp(0.01, 0.99)
+        with self.encoder() as enc:
+            z = enc(x)
+            best = None
+            for t in range(self.steps):
+                errors = []
+                for log_tau in torch.linspace(math.log(1e-4), math.log(1e4), 33):
+                    self.log_tau[t] = log_tau
+                    r = self.align_steps(enc, z, create_graph=False, steps=t + 1)
+                    errors.append((float(((x - torch.sigmoid(r)) ** 2).mean()), float(log_tau)))
+                best = min(errors)
+                self.log_tau[t] = best[1]
+        return best[0] if best else float("nan")
+
+    # -- files ----------------------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Weights only (read back with weights-only loading), with the settings to rebuild the wrapper."""
+        return save_checkpoint(path, {"modules": {"wrapper": self.state_dict()}, "step": 0,
+                                      "config": self.config()})
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": self.layer, "steps": self.steps, "init": self.init, "size": list(self.size),
+                "preserve": self.preserve, "trainable": self.trainable}
 
     def load(self, path: str | os.PathLike[str]) -> FeatureAligned:
-        from ..errors import CheckpointError
-
+        """Load weights saved by :meth:`save` or a training checkpoint of :func:`train_aligned`."""
         state = load_checkpoint_state(path)
+        modules = state["modules"]
+        own = modules.get("wrapper")
+        if own is None:
+            raise CheckpointError(f"{path} holds no FeatureAligned weights (modules: {sorted(modules)})")
+        cfg = state.get("config") or {}
+        for key in ("layer", "steps", "preserve"):
+            if key in cfg and cfg[key] != getattr(self, key):
+                raise CheckpointError(f"{path} was saved with {key}={cfg[key]!r} but this wrapper has"
+                                      f" {key}={getattr(self, key)!r}; build FeatureAligned(model, {key}=...) to match")
         try:
-            self.model.load_state_dict(state["modules"]["model"])
-        except (RuntimeError, KeyError) as err:
-            raise CheckpointError(f"{path} does not fit this model: {err}") from err
+            self.load_state_dict(own)
+        except RuntimeError as err:
+            raise CheckpointError(f"{path} does not fit this wrapper: {str(err).splitlines()[0]}") from None
         return self
 
 
-def train_aligned(wrapper: FeatureAligned, loader: Iterable[Any], *, epochs: int = 1, max_steps: int | None = None,
-                  lr: float = 1e-4, distill_weight: float = 1.0, recon_weight: float = 1.0,
-                  checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
-                  resume: bool = True, amp: bool | None = None, progress: bool = True, seed: int = 0
-                  ) -> list[dict[str, float]]:
-    """Fine-tune `wrapper.model` on batches of images in [0, 1] (tensors or `(images, labels)` tuples).
+def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Tensor, raw_shape: tuple[int, ...]
+                     ) -> torch.Tensor:
+    """The model's output when the latent layer's output is replaced by `z (B, d)` (reshaped to the raw shape)."""
+    target = resolve_layer(model, layer)
+    handle = target.register_forward_hook(lambda m, a, o: z.view(z.shape[0], *raw_shape))
+    try:
+        return model(x).flatten(1)
+    finally:
+        handle.remove()
 
-    Adam(lr, betas (0.5, 0.999)) as the authors; AMP (bfloat16 autocast) on CUDA by default; the model stays in eval
-    mode (BatchNorm statistics and dropout fixed). Returns the per-step losses.
 
-    Adam moves every weight by about `lr` per step, even where the distillation gradient is only float noise: on
-    the pretrained EfficientNet-Lite0, distillation alone at `lr=1e-4` dropped held-out top-1 agreement with the
-    original to 67% in 30 steps (`benchmarks/fa_wrapper_lite0.py --steps 30 --recon 0`). Use a small `lr` (1e-5 kept
-    89% over 300 FA steps) and check the agreement on held-out data.
+def _batches_of_images(batch: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"training batches must be images (B, C, H, W) or (images, labels); got {got}")
+    if not x.dtype.is_floating_point:
+        raise DataError(f"training images must be floats in [0, 1]; got dtype {x.dtype} (divide uint8 by 255)")
+    if x.shape[1] != channels:
+        raise DataError(f"training images have {x.shape[1]} channel(s); the model takes {channels}")
+    if tuple(x.shape[2:]) != tuple(size):
+        raise DataError(f"training images are {tuple(x.shape[2:])} px but the wrapper decodes {tuple(size)}; resize"
+                        f" the data (invviz.data.image_folder(path, size=...)) or build FeatureAligned(..., size=...)")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1 or not math.isfinite(lo + hi):
+        hint = " — they look normalized: pass images in [0, 1]" if lo < -0.05 else ""
+        raise DataError(f"training images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]{hint}")
+    return x
+
+
+def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,
+                  max_steps: int | None = None, lr: float = 1e-3, distill_weight: float = 1.0,
+                  recon_weight: float = 1.0, feature_weight: float = 0.0, anchor_weight: float = 0.0,
+                  batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
+                  resume: bool = True, amp: bool | None = None, progress: bool = True, seed: int = 0,
+                  calibrate: bool = True) -> list[dict[str, float]]:
+    """Fine-tune `wrapper` on images in [0, 1]: any DataLoader of tensors or `(images, labels)`, or an image folder.
+
+    Adam(lr, betas (0.5, 0.999)) on the trainable parameters (see :class:`FeatureAligned`), `r_0` and the step sizes;
+    the model stays in eval mode (BatchNorm statistics and dropout fixed); AMP (bfloat16 autocast) on CUDA by
+    default; attention uses PyTorch's math kernel while training (fused attention kernels have no double
+    backward). The step sizes are first set by a line search on the first batch (`calibrate`). Runs unchanged under
+    `torchrun` (see :func:`invviz.training.fit`). Returns the per-step losses.
     """
+    if not isinstance(wrapper, FeatureAligned):
+        raise ModelTypeError(f"train_aligned trains an invviz.align.FeatureAligned; wrap your model first:"
+                             f" FeatureAligned(model); got {type(wrapper).__name__}")
+    lr = check_learning_rate(lr)
+    for name, w in (("distill_weight", distill_weight), ("recon_weight", recon_weight),
+                    ("feature_weight", feature_weight), ("anchor_weight", anchor_weight)):
+        if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
+            raise SettingError(f"{name} must be a finite number >= 0; got {w!r}")
+    if checkpoint is not None:
+        check_writable(checkpoint, "checkpoint")
+    if isinstance(data, (str, os.PathLike)):
+        from ..data import image_folder
+
+        data = image_folder(data, size=wrapper.size, batch_size=batch_size, channels=wrapper.channels, seed=seed)
     device = model_device(wrapper.model)
     amp = device.type == "cuda" if amp is None else amp
-    params = [p for p in wrapper.model.parameters() if p.requires_grad]
+    params = [p for p in wrapper.parameters() if p.requires_grad]
+    if not params:
+        raise SettingError("the wrapper has nothing to train (every parameter is frozen)")
     opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
-    # eval mode throughout: BatchNorm statistics and dropout stay fixed while a few photos fine-tune the weights
-    wrapper.model.eval()
+    resuming = checkpoint is not None and resume and os.path.exists(checkpoint)
 
-    def step(batch: Any, _: int) -> dict[str, torch.Tensor]:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        images = images.to(device)
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
+    def step(batch: Any, i: int) -> dict[str, torch.Tensor]:
+        images = _batches_of_images(batch, wrapper.channels, wrapper.size).to(device)
+        if i == 0 and calibrate and not resuming:
+            wrapper.calibrate(ddp.all_gather_tensor(images))  # the whole global batch, on every rank alike
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = wrapper.losses(images, distill_weight=distill_weight, recon_weight=recon_weight)
+            out = wrapper.losses(images, distill_weight=distill_weight, recon_weight=recon_weight,
+                                 feature_weight=feature_weight, anchor_weight=anchor_weight)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
         return out
 
-    return fit(step, loader, modules={"model": wrapper.model}, optimizers={"adam": opt}, epochs=epochs,
-               max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-               seed=seed, progress=progress, desc="feature alignment")
+    from torch.nn.attention import SDPBackend, sdpa_kernel
 
-
-def image_batch(image: torch.Tensor) -> torch.Tensor:
-    """One image `(3, H, W)` or a batch `(B, 3, H, W)` in [0, 1], checked."""
-    if image.dim() == 4 and image.shape[0] > 1:
-        return torch.cat([single_image(im) for im in image])
-    return single_image(image)
+    modes = [(m, m.training) for m in wrapper.modules()]
+    wrapper.eval()  # BatchNorm statistics and dropout stay fixed while fine-tuning
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            return fit(step, data, modules={"wrapper": wrapper}, optimizers={"adam": opt}, epochs=epochs,
+                       max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                       seed=seed, progress=progress, desc="feature alignment")
+    finally:
+        for m, mode in modes:
+            m.training = mode

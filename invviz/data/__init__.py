@@ -1,7 +1,16 @@
-"""Offline data: photos shipped inside installed packages, and Fashion-MNIST from the Debian package."""
+"""Offline data: photos shipped inside installed packages, Fashion-MNIST from the Debian package, and the user's own
+image files and folders."""
 
-from .fashion import FASHION_MNIST_CLASSES, DatasetNotFoundError, fashion_mnist, make_loader, read_idx
-from .photos import load_photo, photo_crops, photo_paths, photos
+from .fashion import (
+    FASHION_MNIST_CLASSES,
+    DatasetNotFoundError,
+    ImageFiles,
+    fashion_mnist,
+    image_folder,
+    make_loader,
+    read_idx,
+)
+from .photos import load_image, load_photo, photo_crops, photo_paths, photos
 
-__all__ = ["load_photo", "photo_crops", "photo_paths", "photos", "fashion_mnist", "make_loader", "read_idx",
-           "FASHION_MNIST_CLASSES", "DatasetNotFoundError"]
+__all__ = ["load_image", "load_photo", "photo_crops", "photo_paths", "photos", "fashion_mnist", "image_folder",
+           "ImageFiles", "make_loader", "read_idx", "FASHION_MNIST_CLASSES", "DatasetNotFoundError"]

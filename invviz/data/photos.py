@@ -9,6 +9,8 @@ import os
 import numpy as np
 import torch
 
+from ..errors import DatasetNotFoundError
+
 # (package, path inside the package) of colour photos; missing packages are skipped.
 _PHOTO_FILES = [
     ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
@@ -42,16 +44,49 @@ def photo_paths() -> dict[str, str]:
     return found
 
 
-def load_photo(name: str) -> torch.Tensor:
-    """One bundled photo as a float tensor `(3, H, W)` in [0, 1]."""
-    from PIL import Image
-
+def load_photo(name: str, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """One bundled photo (e.g. `"chelsea"`, see :func:`photo_paths`) as a float tensor `(3, H, W)` in [0, 1];
+    with `size`, the centre square crop resized to it."""
     paths = photo_paths()
-    if name not in paths:
-        raise KeyError(f"no bundled photo {name!r}; available: {', '.join(paths)}")
-    with Image.open(paths[name]) as im:
-        arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    if not isinstance(name, str) or name not in paths:
+        raise DatasetNotFoundError(f"no bundled photo {name!r}; available: {', '.join(paths) or 'none (install'}"
+                                   f"{'' if paths else ' scikit-image or matplotlib)'}. For your own file use"
+                                   " invviz.data.load_image(path)")
+    return load_image(paths[name], size)
+
+
+def load_image(path: str | os.PathLike[str], size: int | tuple[int, int] | None = None, *, channels: int = 3
+               ) -> torch.Tensor:
+    """An image file as a float tensor `(C, H, W)` in [0, 1] (RGB, or grey with `channels=1`); with `size` the
+    centre square crop (for an int) resized to `size` (antialiased)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise DatasetNotFoundError(f"no image file at {path!r}")
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DatasetNotFoundError(f"{path!r} is not an image file PIL can read ({err})") from None
+    x = torch.from_numpy(arr)
+    x = x.permute(2, 0, 1).contiguous() if x.dim() == 3 else x[None]
+    if size is not None:
+        x = _fit(x, size)
+    return x
+
+
+def _fit(x: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Centre-crop to the target's aspect ratio, then resize with antialiasing; `(C, H, W)` in, out."""
+    import torch.nn.functional as F
+
+    th, tw = (size, size) if isinstance(size, int) else size
+    _, h, w = x.shape
+    scale = min(h / th, w / tw)
+    ch, cw = max(1, round(th * scale)), max(1, round(tw * scale))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    crop = x[None, :, top:top + ch, left:left + cw]
+    return F.interpolate(crop, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
 def photos() -> dict[str, torch.Tensor]:
@@ -68,7 +103,7 @@ def photo_crops(n: int, size: int, *, names: list[str] | None = None, scale: tup
 
     imgs = photos() if names is None else {k: load_photo(k) for k in names}
     if not imgs:
-        raise KeyError("no bundled photos found; install matplotlib, scikit-image or scikit-learn")
+        raise DatasetNotFoundError("no bundled photos found; install matplotlib, scikit-image or scikit-learn")
     gen = torch.Generator().manual_seed(seed)
     keys = sorted(imgs)
     out = []
