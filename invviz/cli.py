@@ -1,71 +1,218 @@
-"""Command line: `invviz layers MODEL` and `invviz visualize MODEL LAYER UNIT`."""
+"""Command line: `invviz layers`, `invviz visualize`, `invviz align`, `invviz invert`, `invviz atlas`.
+
+Every invviz error becomes one line on stderr and exit code 2; `--help` shows each option's default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Sequence
 
-from .errors import InvvizError
 
-
-def _units(text: str) -> list[int]:
-    try:
-        return [int(u) for u in text.split(",") if u.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"UNIT must be an int or comma-separated ints like 3,7,9; got {text!r}") from None
+def units(text: str) -> list[int]:
+    """`"3"`, `"3,7,9"`, `"0-15"` or `"0-3,8,10-11"` -> the unit indices."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"units are ints, comma-separated ints or ranges like 0-15; got"
+                                             f" {text!r}") from None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"units must be non-negative ints like 3, 3,7,9 or 0-15; got {text!r}")
+    return out
 
 
 def _size(text: str) -> int | tuple[int, int]:
-    parts = [int(p) for p in text.lower().split("x")]
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is an int like 128 or HxW like 128x160; got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"a size is an int like 128 or HxW like 128x160; got {text!r}")
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0; got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1; got {text!r}")
+    return value
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="timm or torchvision model name, e.g. tf_efficientnet_lite0, resnet18")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights (no download), drawn from --seed")
+    p.add_argument("--checkpoint", default=None, help="state dict file to load instead of downloading weights")
+    p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where it is None/False (the help text says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="invviz", description="Feature visualization for timm/torchvision models.")
+    fmt = _Help
+    parser = argparse.ArgumentParser(prog="invviz", formatter_class=fmt, description=(
+        "See what units of a pretrained network respond to, and go back from its features to images."))
     sub = parser.add_subparsers(dest="command", required=True)
 
-    lay = sub.add_parser("layers", help="list a model's layers with output shapes and layouts")
-    lay.add_argument("model", help="timm or torchvision model name, e.g. tf_efficientnet_lite0, resnet18")
+    lay = sub.add_parser("layers", help="list a model's layers with output shapes and layouts", formatter_class=fmt)
+    _model_args(lay)
     lay.add_argument("--size", type=_size, default=None, help="input size for the shape pass (default: native)")
-    lay.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
+    lay.add_argument("--filter", default=None, help="only layers whose name contains this text")
 
-    vis = sub.add_parser("visualize", help="render a feature visualization to a PNG")
-    vis.add_argument("model")
+    vis = sub.add_parser("visualize", help="render a feature visualization to a PNG", formatter_class=fmt)
+    _model_args(vis)
     vis.add_argument("layer", help="layer name, see `invviz layers MODEL`")
-    vis.add_argument("unit", type=_units, help="channel index, or comma-separated indices (one image each)")
-    vis.add_argument("--steps", type=int, default=512)
+    vis.add_argument("unit", type=units, help="channel index, comma-separated indices or a range like 0-15 (one"
+                                              " image each)")
+    vis.add_argument("--steps", type=_positive_int, default=512, help="optimization steps")
     vis.add_argument("--size", type=_size, default=128, help="image size, e.g. 128 or 128x160")
-    vis.add_argument("--batch", type=int, default=None, help="images per unit set (default: one per unit)")
-    vis.add_argument("--param", default="fft", choices=["fft", "pixel", "maco"])
-    vis.add_argument("--transforms", default="standard", choices=["standard", "none"])
-    vis.add_argument("--lr", type=float, default=0.05)
-    vis.add_argument("--seed", type=int, default=0)
-    vis.add_argument("--device", default=None, help="e.g. cuda (default: cuda when available, else cpu)")
-    vis.add_argument("--checkpoint", default=None, help="state dict file to load instead of downloading weights")
-    vis.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
-    vis.add_argument("--no-progress", action="store_true")
+    vis.add_argument("--batch", type=_positive_int, default=None, help="images per unit set (default: one per unit)")
+    vis.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
+    vis.add_argument("--transforms", default="standard", choices=["standard", "none"],
+                     help="random transforms each step (Lucid's standard set, or none)")
+    vis.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
+    vis.add_argument("--seed", type=int, default=0, help="seed of the initial image and the transforms")
+    vis.add_argument("--no-progress", action="store_true", help="no progress bar")
     vis.add_argument("--out", default="invviz.png", help="output PNG path")
+
+    ali = sub.add_parser("align", formatter_class=fmt, help="fine-tune a model so that invviz.invert decodes its"
+                                                             " latent with the model itself (works under torchrun)")
+    _model_args(ali)
+    ali.add_argument("--data", required=True, help="image folder (every image under it) or a bundled photo name")
+    ali.add_argument("--layer", default=None, help="latent layer (default: the last spatial feature stage)")
+    ali.add_argument("--size", type=_size, default=None, help="image size (default: the model's native size)")
+    ali.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: --epochs epochs)")
+    ali.add_argument("--epochs", type=_positive_int, default=1, help="passes over the data")
+    ali.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    ali.add_argument("--batch", type=_positive_int, default=16, help="global batch size (split over ranks)")
+    ali.add_argument("--align-steps", type=_positive_int, default=1, help="alignment steps T of the decoder")
+    ali.add_argument("--preserve", default="auto", choices=["auto", "projection", "distill"],
+                     help="how predictions are kept: an exact projection (affine heads) or distillation")
+    ali.add_argument("--trainable", default="encoder", choices=["encoder", "all", "lora"],
+                     help="what trains: the modules before the latent, everything, or low-rank adapters")
+    ali.add_argument("--train-checkpoint", default=None, help="training checkpoint (resumed when it exists)")
+    ali.add_argument("--no-resume", action="store_true", help="start afresh even if --train-checkpoint exists")
+    ali.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ali.add_argument("--out", default="aligned.pt", help="the fine-tuned wrapper (weights only)")
+
+    inv = sub.add_parser("invert", formatter_class=fmt, help="reconstruct an image from a model's features; writes"
+                                                              " a side-by-side PNG and prints PSNR/SSIM")
+    inv.add_argument("model", help="model name, or a file written by `invviz align`")
+    inv.add_argument("image", help="image file, or a bundled photo name such as chelsea")
+    inv.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
+    inv.add_argument("--checkpoint", default=None, help="state dict file for the model")
+    inv.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
+    inv.add_argument("--layer", default=None, help="layer to invert (default: the model's stride-8 stage)")
+    inv.add_argument("--size", type=_size, default=None, help="image size (default: 128, or the wrapper's)")
+    inv.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default 300)")
+    inv.add_argument("--param", default="fft", choices=["fft", "pixel", "maco"],
+                     help="parameterization of optimization-based inversion")
+    inv.add_argument("--out", default="invert.png", help="output PNG: the image above its reconstruction")
+
+    from .atlas import add_atlas_parser
+
+    add_atlas_parser(sub, fmt)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _device(name: str | None):
     import torch
 
-    from . import list_layers, load_model, visualize
+    from .errors import DeviceError
 
-    args = build_parser().parse_args(argv)
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        if args.command == "layers":
-            model = load_model(args.model, pretrained=not args.no_pretrained)
-            print(list_layers(model, size=args.size))
-            return 0
-        model = load_model(args.model, pretrained=not args.no_pretrained and args.checkpoint is None,
-                           checkpoint=args.checkpoint)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model.to(device)
-        units = args.unit if len(args.unit) > 1 else args.unit[0]
-        result = visualize(model, args.layer, units, steps=args.steps, size=args.size, batch=args.batch,
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name} but this machine has no CUDA GPU; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"--device {name} is not supported here; use cpu or cuda")
+    return device
+
+
+def _load(args):
+    """The model of the command; random weights (`--no-pretrained`) come from `--seed` (default 0), so every run and
+    every rank of a torchrun builds the same network."""
+    import torch
+
+    from . import load_model
+
+    torch.manual_seed(getattr(args, "seed", 0))
+    return load_model(args.model, pretrained=not args.no_pretrained and args.checkpoint is None,
+                      checkpoint=args.checkpoint)
+
+
+def _image(spec: str, size):
+    from .data import load_image, load_photo, photo_paths
+
+    if os.path.exists(spec):
+        return load_image(spec, size)
+    if spec in photo_paths():
+        return load_photo(spec, size)
+    from .errors import DatasetNotFoundError
+
+    raise DatasetNotFoundError(f"{spec!r} is neither an image file nor a bundled photo ({', '.join(photo_paths())})")
+
+
+def _run(args) -> int:
+
+    from . import list_layers, visualize
+    from .io import check_writable
+
+    if args.command == "layers":
+        table = list_layers(_load(args), size=args.size)
+        if args.filter:
+            table = type(table)(r for r in table if args.filter in r.name)
+        print(table)
+        return 0
+    if args.command == "atlas":
+        from .atlas import run_cli
+
+        return run_cli(args)
+    if args.command == "visualize":
+        check_writable(args.out, "PNG")
+        device = _device(args.device)
+        model = _load(args).to(device)
+        unit = args.unit if len(args.unit) > 1 else args.unit[0]
+        result = visualize(model, args.layer, unit, steps=args.steps, size=args.size, batch=args.batch,
                            param=args.param, transforms=args.transforms, lr=args.lr, seed=args.seed,
                            progress=not args.no_progress)
         path = result.save(args.out)
@@ -73,9 +220,91 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {path}: {args.model} {args.layer} unit(s) {args.unit}, objective {final},"
               f" {result.steps_per_second:.1f} steps/s on {device}")
         return 0
+    if args.command == "align":
+        return _align(args)
+    return _invert(args)
+
+
+def _align(args) -> int:
+    from .align import FeatureAligned, train_aligned
+    from .data import image_folder, photo_crops, photo_paths
+    from .errors import DatasetNotFoundError
+    from .io import check_writable, save_checkpoint
+    from .training import distributed as ddp
+
+    if ddp.is_main():
+        check_writable(args.out, "checkpoint")
+    ddp.setup()
+    device = ddp.device() if ddp.active() else _device(args.device)
+    model = _load(args).to(device)
+    wrapper = FeatureAligned(model, args.layer, steps=args.align_steps, size=args.size, preserve=args.preserve,
+                             trainable=args.trainable)
+    if os.path.isdir(args.data):
+        data = image_folder(args.data, size=wrapper.size, batch_size=args.batch, channels=wrapper.channels)
+    elif args.data in photo_paths():
+        import torch
+
+        crops = photo_crops(64 * args.batch, wrapper.size[0], names=[args.data])
+        data = torch.utils.data.DataLoader(crops, batch_size=args.batch, shuffle=True, generator=torch.Generator())
+    else:
+        raise DatasetNotFoundError(f"--data {args.data!r} is neither a folder nor a bundled photo")
+    hist = train_aligned(wrapper, data, epochs=args.epochs, max_steps=args.steps, lr=args.lr,
+                         checkpoint=args.train_checkpoint, resume=not args.no_resume, progress=not args.no_progress)
+    if ddp.is_main():
+        config = {**wrapper.config(), "model": args.model, "pretrained": not args.no_pretrained,
+                  "model_checkpoint": args.checkpoint}
+        save_checkpoint(args.out, {"modules": {"wrapper": wrapper.state_dict()}, "step": len(hist),
+                                   "config": config})
+        last = hist[-1] if hist else {}
+        print(f"wrote {args.out}: {args.model} latent {wrapper.layer!r} ({wrapper.preserve}), {len(hist)} steps,"
+              f" reconstruction loss {last.get('recon', float('nan')):.4g}")
+    ddp.barrier()
+    return 0
+
+
+def _invert(args) -> int:
+    from . import invert, load_model
+    from .align import FeatureAligned
+    from .io import check_writable, load_checkpoint_state
+
+    check_writable(args.out, "PNG")
+    device = _device(args.device)
+    if os.path.isfile(args.model):
+        state = load_checkpoint_state(args.model)
+        cfg = state.get("config") or {}
+        if "model" not in cfg:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{args.model} was not written by `invviz align` (no model name in it)")
+        base = load_model(cfg["model"], pretrained=bool(cfg.get("pretrained")) and not cfg.get("model_checkpoint"),
+                          checkpoint=cfg.get("model_checkpoint")).to(device)
+        model = FeatureAligned(base, cfg["layer"], steps=int(cfg["steps"]), size=tuple(cfg["size"]),
+                               preserve=cfg["preserve"], trainable=cfg.get("trainable", "encoder")).load(args.model)
+        size = model.size
+    else:
+        model = _load(args).to(device)
+        size = args.size or 128
+    image = _image(args.image, size)
+    rec = invert(model, image, layer=args.layer, steps=args.steps, **({} if isinstance(model, FeatureAligned)
+                                                                       else {"param": args.param}))
+    path = rec.save(args.out)
+    ssim = "" if rec.ssim is None else f", SSIM {float(rec.ssim.mean()):.3f}"
+    print(f"wrote {path}: {rec.method} of {rec.layer!r}, PSNR {float(rec.psnr.mean()):.2f} dB{ssim}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import InvvizError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
     except InvvizError as err:
         print(f"invviz: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("invviz: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

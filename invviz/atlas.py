@@ -1,0 +1,448 @@
+"""`invviz.atlas`: every unit of chosen layers rendered into a browsable static site, with the dataset examples that
+excite each unit most (OpenAI Microscope's view, for the user's own model).
+
+Units are rendered in fixed batches (the batch a unit falls in depends only on the layer's unit list and `batch`,
+and its seed only on the layer and the batch), so a run gives the same files whatever the number of processes and
+whether it was interrupted: under `torchrun` the batches are dealt to the ranks, each rank writes its units' PNGs,
+and rank 0 writes the index. A unit already on disk (its PNG and its record) is not rendered again, so an
+interrupted atlas continues where it stopped. Dataset examples come from one streaming pass over the data (a top-k
+per unit, so memory does not grow with the data), sharded over the ranks and merged by rank 0.
+
+Layout of `out_dir`: `index.html` (opens from the file system: no server, no network), `index.json`, and per layer
+`LAYER/unit_NNNN.png` (the visualization), `LAYER/unit_NNNN.json` (its record) and `LAYER/examples/unit_NNNN_K.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+import os
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DataError, LayerNotFoundError, SettingError
+from .io import atomic_write, check_writable, save_image, write_json
+from .models.loading import Preprocessing
+from .models.probe import Probe, check_model, image_size
+from .optvis.objectives import channel
+from .optvis.render import visualize
+from .plotting import image_grid
+from .training import distributed as ddp
+from .training.loop import check_positive_int
+
+INDEX_VERSION = 1
+
+
+@dataclasses.dataclass
+class Atlas:
+    """What :func:`atlas` wrote: the index (as written to `index.json`) and where."""
+
+    out_dir: str
+    index: dict[str, Any]
+    rendered: int
+    skipped: int
+    seconds: float
+
+    @property
+    def html(self) -> str:
+        return os.path.join(self.out_dir, "index.html")
+
+    def __repr__(self) -> str:
+        n = sum(len(v["units"]) for v in self.index["layers"].values())
+        return (f"Atlas({self.out_dir!r}, layers={list(self.index['layers'])}, units={n}, rendered={self.rendered},"
+                f" skipped={self.skipped})")
+
+
+def _safe(layer: str) -> str:
+    return "output" if not layer else "".join(c if c.isalnum() or c in "._-" else "_" for c in layer)
+
+
+def _batches(units: list[int], batch: int) -> list[list[int]]:
+    return [units[i:i + batch] for i in range(0, len(units), batch)]
+
+
+def batch_seed(layer: str, first_unit: int, seed: int) -> int:
+    """The seed of the batch that starts at `first_unit` of `layer`: from the layer and the unit, never the rank."""
+    return (zlib.crc32(f"{layer}:{first_unit}".encode()) ^ seed) & 0x7FFFFFFF
+
+
+def _unit_paths(out_dir: str, layer: str, unit: int) -> tuple[str, str]:
+    base = os.path.join(out_dir, _safe(layer), f"unit_{unit:04d}")
+    return base + ".png", base + ".json"
+
+
+def _done(out_dir: str, layer: str, unit: int) -> bool:
+    png, record = _unit_paths(out_dir, layer, unit)
+    if not (os.path.isfile(png) and os.path.isfile(record)):
+        return False
+    try:
+        with open(record) as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,
+          units: Sequence[int] | dict[str, Sequence[int]] | None = None, steps: int = 256, size: int = 128,
+          param: str = "fft", batch: int = 16, lr: float = 0.05, transforms: str = "standard", seed: int = 0,
+          data: Any = "photos", top_k: int = 6, example_size: int = 96, data_size: int = 224,
+          attribution: bool = False, resume: bool = True, progress: bool = True, title: str | None = None,
+          preprocessing: Preprocessing | None = None) -> Atlas:
+    """Render every chosen unit of `layers` into `out_dir` and write a browsable site (`index.html`).
+
+    Args:
+        model: any image model.
+        layers: layer names (see `invviz.list_layers`).
+        units: channel indices for every layer, or `{layer: indices}` (default: every channel).
+        steps, size, param, lr, transforms: the render of each unit (one channel objective per batch element).
+        batch: units rendered together in one optimization.
+        data: dataset examples from an image folder (a path), a DataLoader / iterable of image batches in [0, 1],
+            `"photos"` (the photos bundled with the installed packages, the default), or None for none.
+        top_k: examples kept per unit (the crops around each image's strongest position).
+        example_size, data_size: side of the example crops written, and of the data images fed to the model.
+        attribution: also write, for each example, the captum gradient x input of the unit (a heat map).
+        resume: skip units already on disk (their PNG and record); False renders everything again.
+        title: the site's title (default: the model's class name).
+
+    Returns:
+        :class:`Atlas` with the index written to `index.json`.
+    """
+    model = check_model(model)
+    ddp.setup()
+    out_dir = os.fspath(out_dir)
+    layer_list = [layers] if isinstance(layers, str) else list(layers)
+    if not layer_list:
+        raise LayerNotFoundError("atlas needs at least one layer name")
+    for name, value in (("steps", steps), ("batch", batch), ("top_k", top_k), ("example_size", example_size)):
+        check_positive_int(value, name)
+    size = image_size(size)[0]
+    data_size = image_size(data_size)[0]
+    if ddp.is_main():
+        check_writable(os.path.join(out_dir, "index.json"), "JSON")
+    probe = Probe(model, layer_list, preprocessing=preprocessing)
+    chosen: dict[str, list[int]] = {}
+    for layer in layer_list:
+        channels = probe.channels(layer, size)
+        want = units.get(layer) if isinstance(units, dict) else units
+        idx = list(range(channels)) if want is None else sorted({int(u) for u in want})
+        bad = [u for u in idx if not 0 <= u < channels]
+        if bad:
+            raise SettingError(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got units {bad[:5]}")
+        chosen[layer] = idx
+    settings = {"steps": steps, "size": size, "param": param, "batch": batch, "lr": lr, "transforms": transforms,
+                "seed": seed, "top_k": top_k}
+    t0 = time.perf_counter()
+    work = [(layer, b) for layer in layer_list for b in _batches(chosen[layer], batch)]
+    rendered = skipped = 0
+    for i, (layer, group) in enumerate(work):
+        if i % ddp.world_size() != ddp.rank():
+            continue
+        if resume and all(_done(out_dir, layer, u) for u in group):
+            skipped += len(group)
+            continue
+        s = batch_seed(layer, group[0], seed)
+        res = visualize(model, None, channel(layer, group), batch=len(group), steps=steps, size=size, param=param,
+                        transforms=transforms, lr=lr, seed=s, progress=progress, preprocessing=preprocessing)
+        for j, u in enumerate(group):
+            png, record = _unit_paths(out_dir, layer, u)
+            save_image(image_grid(res.images[j:j + 1], pad=0), png)
+            write_json(record, {"layer": layer, "unit": u, "objective": float(res.final[j]), "seed": s,
+                                "batch": group, **settings})
+        rendered += len(group)
+    render_seconds = time.perf_counter() - t0
+    examples = {} if data is None else _examples(model, probe, chosen, data, top_k, example_size, data_size,
+                                                  out_dir, attribution, preprocessing)
+    ddp.barrier()
+    counts = ddp.all_gather_object((rendered, skipped))
+    rendered, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    index = _index(model, out_dir, chosen, settings, examples, title)
+    if ddp.is_main():
+        write_json(os.path.join(out_dir, "index.json"), index)
+        atomic_write(os.path.join(out_dir, "index.html"), lambda f: f.write(site(index)), mode="w", what="HTML")
+        write_json(os.path.join(out_dir, "run.json"), {"seconds_render": render_seconds,
+                                                       "seconds": time.perf_counter() - t0,
+                                                       "rendered": rendered, "skipped": skipped,
+                                                       "world_size": ddp.world_size()})
+    ddp.barrier()
+    return Atlas(out_dir, index, rendered, skipped, time.perf_counter() - t0)
+
+
+def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[int]], settings: dict, examples: dict,
+           title: str | None) -> dict[str, Any]:
+    layers = {}
+    for layer, idx in chosen.items():
+        entries = {}
+        for u in idx:
+            png, record = _unit_paths(out_dir, layer, u)
+            if not os.path.isfile(record):
+                continue
+            with open(record) as f:
+                rec = json.load(f)
+            entries[str(u)] = {"image": os.path.relpath(png, out_dir), "objective": rec["objective"],
+                               "seed": rec["seed"], "examples": examples.get(layer, {}).get(u, [])}
+        layers[layer] = {"units": entries, "channels": len(idx)}
+    return {"version": INDEX_VERSION, "title": title or type(model).__name__, "settings": settings, "layers": layers}
+
+
+def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, torch.Tensor]]:
+    """`(batch index, images (B, C, size, size) in [0, 1])` from a folder, a loader, or the bundled photos; this
+    rank's share (every `world`-th batch)."""
+    from .data import ImageFiles, load_photo, photo_paths
+
+    if isinstance(data, str) and data == "photos":
+        names = sorted(photo_paths())
+        images = torch.stack([load_photo(n, size) for n in names]) if names else torch.zeros(0, 3, size, size)
+        batches: Iterable[Any] = [images[i:i + 16] for i in range(0, len(images), 16)]
+    elif isinstance(data, (str, os.PathLike)):
+        ds = ImageFiles(data, size, channels)
+        batches = torch.utils.data.DataLoader(ds, batch_size=16, shuffle=False)
+    else:
+        batches = data
+    for i, batch in enumerate(batches):
+        if i % ddp.world_size() != ddp.rank():
+            continue
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
+            raise DataError("atlas data must give float image batches (B, C, H, W) in [0, 1] (or (images, labels))")
+        if tuple(x.shape[2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        yield i, x.clamp(0, 1)
+
+
+@torch.no_grad()
+def _examples(model, probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, crop: int, size: int,
+              out_dir: str, attribution: bool, preprocessing) -> dict[str, dict[int, list[dict]]]:
+    """The top-k examples of every unit in one streaming pass: scores `(C, k)`, crops `(C, k, 3, s, s)` uint8 per
+    layer; merged over the ranks by rank 0, which writes the example PNGs."""
+    best: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    with probe:
+        for i, x in _data_batches(data, size, probe.channels_in):
+            feats = probe(x)
+            for layer, idx in chosen.items():
+                f = feats[layer][:, idx]  # (B, U, h, w)
+                b, u, h, w = f.shape
+                flat = f.reshape(b, u, -1)
+                score, pos = flat.max(dim=2)  # (B, U)
+                crops = _crops(x, pos, h, w, crop)  # (B, U, 3, s, s) uint8
+                ids = (torch.arange(b) + i * 1_000_000)[:, None].expand(b, u)  # (batch, item): stable ties
+                _merge(best, layer, score.T.float().cpu(), ids.T, crops.transpose(0, 1), k)
+    gathered = ddp.all_gather_object(best)
+    merged: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for part in gathered:
+        for layer, (score, ids, crops) in part.items():
+            _merge(merged, layer, score, ids, crops, k)
+    out: dict[str, dict[int, list[dict]]] = {}
+    if not ddp.is_main():
+        return out
+    for layer, idx in chosen.items():
+        if layer not in merged:
+            continue
+        score, ids, crops = merged[layer]
+        out[layer] = {}
+        for row, unit in enumerate(idx):
+            entries = []
+            for j in range(score.shape[1]):
+                if not torch.isfinite(score[row, j]):
+                    continue
+                rel = os.path.join(_safe(layer), "examples", f"unit_{unit:04d}_{j}.png")
+                save_image(crops[row, j].permute(1, 2, 0).numpy(), os.path.join(out_dir, rel))
+                entry = {"image": rel, "activation": float(score[row, j])}
+                if attribution:
+                    entry["attribution"] = _attribution(model, layer, unit, crops[row, j], out_dir, rel,
+                                                        preprocessing)
+                entries.append(entry)
+            out[layer][unit] = entries
+    return out
+
+
+def _crops(x: torch.Tensor, pos: torch.Tensor, h: int, w: int, side: int) -> torch.Tensor:
+    """Square crops (half the image side, centred on each unit's strongest position, clamped inside) resized to
+    `side`, as uint8 `(B, U, 3, side, side)`."""
+    b, _, height, width = x.shape
+    half = max(1, min(height, width) // 4)
+    ys = ((pos // w).float() + 0.5) * height / h
+    xs = ((pos % w).float() + 0.5) * width / w
+    out = torch.empty(b, pos.shape[1], x.shape[1], side, side, dtype=torch.uint8)
+    for i in range(b):
+        for j in range(pos.shape[1]):
+            cy = int(min(max(ys[i, j].item(), half), height - half))
+            cx = int(min(max(xs[i, j].item(), half), width - half))
+            patch = x[i:i + 1, :, cy - half:cy + half, cx - half:cx + half]
+            patch = F.interpolate(patch, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+            out[i, j] = (patch[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    if out.shape[2] == 1:
+        out = out.expand(-1, -1, 3, -1, -1).contiguous()
+    return out
+
+
+def _merge(best: dict, layer: str, score: torch.Tensor, ids: torch.Tensor, crops: torch.Tensor, k: int) -> None:
+    """Keep the k highest scores per unit (ties: the earlier data index), with their crops."""
+    if layer in best:
+        s0, i0, c0 = best[layer]
+        score, ids, crops = torch.cat([s0, score], 1), torch.cat([i0, ids], 1), torch.cat([c0, crops], 1)
+    # sort by score descending, then data index ascending: a total order, so ranks merge alike
+    order = torch.from_numpy(np.lexsort((ids.numpy(), -score.numpy()), axis=1))[:, :k]
+    best[layer] = (score.gather(1, order), ids.gather(1, order),
+                   crops[torch.arange(crops.shape[0])[:, None], order])
+
+
+def _attribution(model, layer: str, unit: int, crop: torch.Tensor, out_dir: str, rel: str, preprocessing) -> str:
+    """captum's gradient x input of the unit (mean over space) on an example, as a heat map PNG beside it."""
+    from captum.attr import InputXGradient
+
+    from .models.probe import Probe
+
+    probe = Probe(model, [layer], preprocessing=preprocessing)
+    x = (crop.float() / 255)[None].to(probe.device)
+
+    def unit_mean(images: torch.Tensor) -> torch.Tensor:
+        with probe.frozen():
+            return probe(images)[layer][:, unit].mean(dim=(1, 2))[:, None]
+
+    with torch.enable_grad():
+        attr = InputXGradient(unit_mean).attribute(x.requires_grad_(True), target=0)
+    heat = attr[0].abs().sum(0)
+    heat = (heat / heat.max().clamp(min=1e-12)).cpu()
+    import matplotlib
+
+    rgb = (torch.from_numpy(matplotlib.colormaps["magma"](heat.numpy())[..., :3]) * 255 + 0.5).to(torch.uint8)
+    path = rel.replace(".png", "_attribution.png")
+    save_image(rgb.numpy(), os.path.join(out_dir, path))
+    return path
+
+
+# -- the static site ----------------------------------------------------------------------------------------------
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:0;background:#fafafa;color:#222}
+header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:8px 16px;display:flex;gap:16px;
+align-items:center;flex-wrap:wrap;z-index:2}
+header h1{font-size:18px;margin:0}
+nav button{border:1px solid #ccc;background:#f4f4f4;padding:4px 10px;margin-right:4px;cursor:pointer;border-radius:4px}
+nav button.active{background:#333;color:#fff}
+#search{padding:4px 8px;width:8em}
+main{display:flex;gap:16px;padding:16px}
+#grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(96px,1fr));gap:6px;flex:3;align-content:start}
+.unit{background:#fff;border:2px solid transparent;border-radius:4px;cursor:pointer;text-align:center;font-size:11px}
+.unit img{width:100%;display:block;border-radius:2px}
+.unit.hit{border-color:#e33}
+#panel{flex:2;min-width:280px;background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px;position:sticky;
+top:60px;align-self:flex-start}
+#panel img.big{width:100%;image-rendering:auto}
+.examples{display:grid;grid-template-columns:repeat(3,1fr);gap:4px}
+.examples img{width:100%}
+.muted{color:#777;font-size:12px}
+"""
+
+_JS = """
+const A = window.ATLAS; const layers = Object.keys(A.layers);
+const grid = document.getElementById('grid'), panel = document.getElementById('panel');
+const nav = document.getElementById('layers'), count = document.getElementById('count');
+let current = layers[0];
+function esc(s){return String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));}
+function show(layer){
+  current = layer; grid.innerHTML = '';
+  [...nav.children].forEach(b => b.classList.toggle('active', b.dataset.layer === layer));
+  const units = A.layers[layer].units; const ids = Object.keys(units).map(Number).sort((a,b)=>a-b);
+  count.textContent = ids.length + ' units';
+  count.dataset.count = ids.length;
+  for (const u of ids){
+    const d = document.createElement('div'); d.className = 'unit'; d.id = 'unit-' + u; d.dataset.unit = u;
+    d.innerHTML = '<img loading="eager" src="' + esc(units[u].image) + '" alt="unit ' + u + '"><span>' + u + '</span>';
+    d.onclick = () => open(u); grid.appendChild(d);
+  }
+  if (ids.length) open(ids[0]);
+}
+function open(u){
+  const e = A.layers[current].units[u]; if (!e) return;
+  let ex = '';
+  for (const x of e.examples){
+    ex += '<figure><img src="' + esc(x.image) + '" alt="example"><figcaption class="muted">' + x.activation.toFixed(2) +
+      '</figcaption>' + (x.attribution ? '<img src="' + esc(x.attribution) + '" alt="attribution">' : '') + '</figure>';
+  }
+  panel.innerHTML = '<h2 id="panel-title">' + esc(current) + ' : unit ' + u + '</h2><img class="big" src="' +
+    esc(e.image) + '" alt="unit ' + u + '"><p class="muted">objective ' + e.objective.toFixed(3) + ', seed ' + e.seed +
+    '</p>' + (ex ? '<h3>dataset examples</h3><div class="examples">' + ex + '</div>' : '');
+  document.querySelectorAll('.unit.hit').forEach(n => n.classList.remove('hit'));
+  const cell = document.getElementById('unit-' + u); if (cell) cell.classList.add('hit');
+}
+for (const l of layers){
+  const b = document.createElement('button'); b.textContent = l || '(output)'; b.dataset.layer = l;
+  b.onclick = () => show(l); nav.appendChild(b);
+}
+document.getElementById('search').addEventListener('input', ev => {
+  const u = parseInt(ev.target.value, 10); if (isNaN(u)) return;
+  if (!(u in A.layers[current].units)){ const other = layers.find(l => u in A.layers[l].units); if (other) show(other); }
+  if (u in A.layers[current].units){ open(u); document.getElementById('unit-' + u).scrollIntoView({block:'center'}); }
+});
+show(current);
+"""
+
+
+def site(index: dict[str, Any]) -> str:
+    """The atlas as one HTML page with the index inline (a page opened from the file system may not fetch files)."""
+    data = json.dumps(index).replace("</", "<\\/")
+    title = html.escape(str(index.get("title", "atlas")))
+    s = index.get("settings", {})
+    about = html.escape(f"{s.get('steps')} steps at {s.get('size')} px, {s.get('param')} parameterization")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title} atlas</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>
+<body><header><h1>{title}</h1><nav id="layers"></nav><span id="count"></span>
+<label>unit <input id="search" type="search" placeholder="number" inputmode="numeric"></label>
+<span class="muted">{about} &middot; made with invviz</span></header>
+<main><section id="grid"></section><aside id="panel"></aside></main>
+<script>window.ATLAS = {data};</script><script>{_JS}</script></body></html>
+"""
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_atlas_parser(sub, fmt) -> None:
+    from .cli import _model_args, _positive_float, _positive_int, units
+
+    p = sub.add_parser("atlas", formatter_class=fmt, help="render every unit of some layers into a browsable"
+                                                          " static site (works under torchrun)")
+    _model_args(p)
+    p.add_argument("--layers", required=True, help="comma-separated layer names, e.g. blocks.3,blocks.4")
+    p.add_argument("--units", type=units, default=None, help="units of every layer, e.g. 0-31 (default: all)")
+    p.add_argument("--data", default="photos", help="image folder for dataset examples, 'photos' (the bundled"
+                                                    " photos) or 'none'")
+    p.add_argument("--steps", type=_positive_int, default=256, help="render steps per unit")
+    p.add_argument("--size", type=_positive_int, default=128, help="render size in px")
+    p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
+    p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
+    p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
+    p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
+    p.add_argument("--no-resume", action="store_true", help="render units already on disk again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder (index.html inside)")
+
+
+def run_cli(args) -> int:
+    from .cli import _device, _load
+
+    ddp.setup()
+    device = ddp.device() if ddp.active() else _device(args.device)
+    model = _load(args).to(device)
+    result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
+                   units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
+                   lr=args.lr, seed=args.seed, data=None if args.data == "none" else args.data, top_k=args.top_k,
+                   attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
+                   title=args.model)
+    if ddp.is_main():
+        print(f"wrote {result.html}: {result.rendered} units rendered, {result.skipped} already on disk,"
+              f" {result.seconds:.1f} s")
+    return 0
+
+
+__all__ = ["Atlas", "atlas", "batch_seed", "site"]
