@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import invviz  # noqa: F401  (first: makes torchvision importable with a CPU torch)
 import pytest
 import torch
 from torch import nn
+
+import invviz  # noqa: F401  (first: makes torchvision importable with a CPU torch)
 
 torch.set_num_threads(2)
 

@@ -26,7 +26,7 @@ from invviz.align import (
 )
 from invviz.errors import CheckpointError, ImageSizeError, NonFiniteError, ObjectiveError
 from invviz.models import Preprocessing
-from invviz.training import fit, save_checkpoint
+from invviz.training import fit
 
 
 def test_one_step_from_zero_on_a_linear_layer_is_w_transpose():
@@ -150,9 +150,10 @@ def test_invert_recovers_an_image_through_an_orthogonal_linear_network():
     nn.init.orthogonal_(net[1].weight)
     net.invviz_preprocessing = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 12, 12))
     img = torch.rand(3, 12, 12) * 0.8 + 0.1
-    res = invviz.invert(net, img, layer="1", steps=300, tv_weight=0.0, lr=0.1)
+    res = invviz.invert(net, img, layer="1", steps=300, tv_weight=0.0, lr=0.1, param="pixel", transforms="none")
     assert float(res.psnr) > 35 and res.images.shape == (1, 3, 12, 12) and hooks_on(net) == 0
-    from_latent = invviz.invert(net, latent=res.latent[0], layer="1", steps=300, tv_weight=0.0, lr=0.1)
+    from_latent = invviz.invert(net, latent=res.latent[0], layer="1", steps=300, tv_weight=0.0, lr=0.1,
+                                param="pixel", transforms="none")
     assert from_latent.psnr is None and float(invviz.metrics.psnr(from_latent.images[0], img)) > 35
     with pytest.raises(ObjectiveError, match="values per image"):
         invviz.invert(net, latent=torch.zeros(7), layer="1")
@@ -184,7 +185,7 @@ def test_kl_divergence_matches_torch_distributions():
 
 def test_prior_latents_conditioning_and_interpolation():
     enc = FashionEncoder(latent=8, variational=True, classes=3, width=4)
-    z = prior_latent(enc, 4, classes=[0, 2, 1, 2], class_scale=5.0, generator=torch.Generator().manual_seed(0))
+    z = prior_latent(enc, 4, classes=[0, 2, 1, 2], class_scale=5.0, rng=torch.Generator().manual_seed(0))
     assert z.shape == (4, 11) and z[:, 8:].argmax(1).tolist() == [0, 2, 1, 2] and float(z[:, 8:].max()) == 5.0
     with pytest.raises(ObjectiveError, match="class indices"):
         prior_latent(enc, 2, classes=[0, 3])
@@ -217,7 +218,7 @@ def test_vfa_gan_each_loss_updates_only_its_own_network():
     opts = {k: torch.optim.Adam(v.parameters(), lr=1e-3, betas=(0.5, 0.999)) for k, v in nets.items()}
     first = [float(gan.train_step(x, opts, labels)["recon"]) for _ in range(8)]
     assert first[-1] < first[0]
-    samples = gan.sample(3, (1, 28, 28), classes=[0, 1, 2], generator=torch.Generator().manual_seed(0))
+    samples = gan.sample(3, (1, 28, 28), classes=[0, 1, 2], rng=torch.Generator().manual_seed(0))
     assert samples.shape == (3, 1, 28, 28) and 0 < float(samples.min()) and float(samples.max()) < 1
     assert gan.reconstruct(x).shape == x.shape
     with pytest.raises(ObjectiveError, match="lambda"):

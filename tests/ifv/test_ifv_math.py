@@ -11,6 +11,7 @@ from invviz.errors import ObjectiveError
 from invviz.ifv import (
     Subspace,
     aggregate,
+    aggregated_direction,
     angle_deg,
     co_kernel,
     complement,
@@ -114,14 +115,13 @@ class Anchors(nn.Module):
 def test_recover_objective_of_a_realization_on_a_small_model(p):
     """Optimize a pixel image for a known direction (Adam, then L-BFGS), then recover the direction from it."""
     from invviz.models import Capture, Preprocessing
-    from invviz.optvis import direction
 
     net = Anchors().eval()
     net.invviz_preprocessing = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3)
     theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
     theta /= theta.norm()
-    param = PixelImage(8, 1, sd=0.1, generator=torch.Generator().manual_seed(0))
-    obj = direction("out", theta, cossim_pow=p, aggregation="mean")  # the seed's objective on the response
+    param = PixelImage(8, 1, sd=0.1, rng=torch.Generator().manual_seed(0))
+    obj = aggregated_direction("out", theta, cossim_pow=p, aggregation="mean")  # the paper's objective
     net.anchors.requires_grad_(False)
     opt = torch.optim.LBFGS(param.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-16,
                             line_search_fn="strong_wolfe")
@@ -188,7 +188,7 @@ def test_merging_noisy_co_kernels_finds_planted_directions():
 
 def test_hoyer_targets_have_the_drawn_sparseness():
     g = torch.Generator().manual_seed(0)
-    targets, h = sample_targets(50, 40, generator=g)
+    targets, h = sample_targets(50, 40, rng=g)
     assert targets.shape == (90, 50) and (targets >= 0).all()
     assert torch.allclose(targets.norm(dim=1), torch.ones(90), atol=1e-5)
     assert torch.allclose(h[-50:], torch.ones(50), atol=1e-5)  # canonical vectors

@@ -125,48 +125,82 @@ def test_as_objective_and_custom():
         as_objective({}, "l")
 
 
-@pytest.mark.parametrize("agg", ["mean", "maxpool_mean", "pick"])
-def test_direction_on_aggregated_response_is_seed_objective(agg):
-    from invviz.optvis import aggregate
+# -- Lucid's other objectives, each against a NumPy transcription of Lucid's TensorFlow definition --------------
+def np_blur(x: np.ndarray, w: int) -> np.ndarray:
+    """Lucid's `_tf_blur` on NCHW: a w x w kernel (0.5 border, 1 inside), SAME zero padding, over the blur of ones."""
+    k = np.full((w, w), 0.5)
+    k[1:-1, 1:-1] = 1.0
+    r = w // 2
 
-    f = torch.rand(2, 6, 5, 4, dtype=torch.float64)
-    vec = torch.rand(6, dtype=torch.float64)
-    v = aggregate(f, agg)  # (B, C)
-    if agg == "mean":
-        assert torch.allclose(v, f.mean(dim=(2, 3)))
-    if agg == "maxpool_mean":
-        ref = torch.stack([f[:, :, i:i + 3, j:j + 3].amax(dim=(2, 3)) for i in range(3) for j in range(2)]).mean(0)
-        assert torch.allclose(v, ref)
-    if agg == "pick":
-        assert torch.equal(v, f[:, :, 2, 2])
-    cos = (v @ vec) / (v.norm(dim=1) * vec.norm())
-    got = direction("l", vec, cossim_pow=2.0, aggregation=agg)({"l": f})
-    assert torch.allclose(got, (v @ vec) * cos ** 2)
+    def conv(t):
+        p = np.pad(t, ((0, 0), (0, 0), (r, r), (r, r)))
+        out = np.zeros_like(t)
+        for dy in range(w):
+            for dx in range(w):
+                out += k[dy, dx] * p[:, :, dy:dy + t.shape[2], dx:dx + t.shape[3]]
+        return out
 
-
-def test_aggregated_direction_is_not_even_in_the_direction():
-    """With p = 1, <v, d> cos(v, d) = <v, d>^2 / |v| would reward anti-alignment; the seed objective as invviz
-    implements it is the dot product where cos <= 0, so -d scores below d and the two branches meet at 0."""
-    f = torch.rand(1, 4, 3, 3, dtype=torch.float64) + 0.1
-    vec = torch.rand(4, dtype=torch.float64)
-    up = direction("l", vec, cossim_pow=1.0, aggregation="mean")({"l": f})
-    down = direction("l", -vec, cossim_pow=1.0, aggregation="mean")({"l": f})
-    v = f.mean(dim=(2, 3))[0]
-    assert float(up) > 0 > float(down) and torch.allclose(down, -(v @ vec).reshape(1))
-    ortho = torch.tensor([1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
-    g = torch.zeros(1, 4, 1, 1, dtype=torch.float64)
-    g[0, :2, 0, 0] = 1.0
-    assert float(direction("l", ortho, cossim_pow=1.0, aggregation="mean")({"l": g})) == 0.0
+    return conv(x) / conv(np.ones_like(x))
 
 
-def test_direction_with_one_vector_per_batch_element():
-    f = torch.rand(3, 5, 4, 4, dtype=torch.float64)
-    vecs = torch.rand(3, 5, dtype=torch.float64)
-    both = direction("l", vecs, cossim_pow=1.0, aggregation="maxpool_mean")({"l": f})
-    single = torch.stack([direction("l", vecs[i], cossim_pow=1.0, aggregation="maxpool_mean")({"l": f})[i]
-                          for i in range(3)])
-    assert torch.allclose(both, single)
-    with pytest.raises(ObjectiveError, match="one per batch element"):
-        direction("l", vecs[:2], aggregation="mean")({"l": f})
-    picked = direction("l", vecs[0], aggregation="pick", position=(1, 2))({"l": f})
-    assert torch.allclose(picked, f[:, :, 1, 2] @ vecs[0])
+def test_lucid_penalties_blur_and_boundary_match_numpy():
+    from invviz.optvis import IMAGE, blur_input_each_step, l1, l2, penalize_boundary_complexity
+
+    x = torch.rand(2, 3, 12, 10, dtype=torch.float64)
+    a = x.numpy()
+    feats = {IMAGE: x, "l": x * 2 - 1}
+    assert torch.allclose(l1(constant=0.3)(feats), torch.from_numpy(np.abs(a - 0.3).reshape(2, -1).sum(1)))
+    assert torch.allclose(l2("l", epsilon=1e-6)(feats),
+                          torch.from_numpy(np.sqrt(1e-6 + ((2 * a - 1) ** 2).reshape(2, -1).sum(1))))
+    ref_blur = 0.5 * ((a - np_blur(a, 3)) ** 2).reshape(2, -1).sum(1)
+    assert torch.allclose(blur_input_each_step()(feats), torch.from_numpy(ref_blur))
+    mask = np.ones_like(a)
+    mask[:, :, 3:-3, 3:-3] = 0
+    diffs = (np_blur(a, 5) - a) ** 2 + 0.8 * (a - 0.5) ** 2
+    ref = -(diffs * mask).reshape(2, -1).sum(1)
+    assert torch.allclose(penalize_boundary_complexity(w=3)(feats), torch.from_numpy(ref))
+
+
+def test_lucid_interpolate_alignment_and_whitened_direction_match_numpy():
+    from invviz.optvis import alignment, channel_interpolate, whitened_direction, whitening
+
+    f = torch.rand(5, 4, 3, 3, dtype=torch.float64)
+    a = f.numpy()
+    got = channel_interpolate("l", 1, "l", 3)({"l": f})
+    w = np.arange(5) / 4.0
+    ref = (1 - w) * a[:, 1].mean((1, 2)) + w * a[:, 3].mean((1, 2))
+    assert torch.allclose(got, torch.from_numpy(ref))
+    ref_align = -sum(((a[i] - a[i + d]) ** 2).mean() / 2.0 ** d for d in (1, 2, 3, 4) for i in range(5 - d))
+    assert float(alignment("l")({"l": f}).sum()) == pytest.approx(ref_align)
+    acts = np.random.default_rng(0).random((50, 4))
+    s_np = np.linalg.inv(acts.T @ acts / 50 + 1e-3 * np.diag(acts.T @ acts / 50).mean() * np.eye(4))
+    s = whitening(torch.from_numpy(acts))
+    np.testing.assert_allclose(s.numpy(), s_np, rtol=1e-5)
+    vec = np.array([0.2, 1.0, 0.0, 0.5])
+    got = whitened_direction("l", vec, s, cossim_pow=2.0, x=1, y=2)({"l": f})
+    v2 = vec @ s_np
+    at = a[:, :, 2, 1]  # (B, C) at row 2, column 1
+    dot = (at * v2).mean(1)
+    cos = np.maximum(0.1, dot / (1e-4 + np.sqrt((at ** 2).sum(1))))
+    np.testing.assert_allclose(got.numpy(), dot * cos ** 2, rtol=1e-5)
+
+
+def test_neuron_groups_at_positions_and_objective_algebra_with_numbers():
+    f = torch.rand(2, 5, 4, 4, dtype=torch.float64)
+    g = units("l", {1: 2.0, 3: -1.0}, positions=[(0, 1), (2, 3)])({"l": f})
+    ref = (2 * f[:, 1] - f[:, 3])[:, [1, 3], [0, 2]].mean(1)  # rows y = 1, 3; columns x = 0, 2
+    assert torch.allclose(g, ref)
+    c = channel("l", 2)
+    base = c({"l": f})
+    for obj, want in [(c + 1, base + 1), (1 + c, base + 1), (c - 2, base - 2), (3 - c, 3 - base), (c / 2, base / 2),
+                      (c ** 2, base ** 2), (c * c, base * base), (-c + 0.5, 0.5 - base), (2 * (c + 1), 2 * base + 2)]:
+        assert torch.allclose(obj({"l": f}), want), obj
+    assert channel("l", 1) + 0 is not None and "+ 1" in repr(c + 1)
+    with pytest.raises(ObjectiveError, match="zero"):
+        c / 0
+    with pytest.raises(TypeError):
+        c + "x"
+    lucid_style = as_objective("l:2")
+    assert torch.allclose(lucid_style({"l": f}), base)
+    with pytest.raises(ObjectiveError, match="one argument"):
+        as_objective(lambda a, b: a, "l")

@@ -25,7 +25,7 @@ def numpy_to_rgb(t: np.ndarray, decorrelate: bool) -> np.ndarray:
 
 @pytest.mark.parametrize("h, w, decay", [(16, 16, 1.0), (12, 17, 1.0), (15, 10, 0.0)])
 def test_fft_matches_numpy_reference(h, w, decay):
-    p = FFTImage((h, w), batch=2, sd=0.5, decay_power=decay, generator=torch.Generator().manual_seed(0)).double()
+    p = FFTImage((h, w), batch=2, sd=0.5, decay_power=decay, rng=torch.Generator().manual_seed(0)).double()
     ref = numpy_to_rgb(lucid_fft_numpy(p.spectrum.detach().numpy(), h, w, decay), decorrelate=True)
     got = p().detach().numpy()
     assert got.shape == (2, 3, h, w)
@@ -35,19 +35,19 @@ def test_fft_matches_numpy_reference(h, w, decay):
 def test_color_decorrelation_matrix_is_lucids():
     m = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
     np.testing.assert_allclose(COLOR_CORRELATION, m / np.linalg.norm(m, axis=0).max(), rtol=1e-6)
-    p = PixelImage(9, batch=1, sd=1.0, decorrelate=True, generator=torch.Generator().manual_seed(1)).double()
+    p = PixelImage(9, batch=1, sd=1.0, decorrelate=True, rng=torch.Generator().manual_seed(1)).double()
     np.testing.assert_allclose(p().detach().numpy(), numpy_to_rgb(p.pixels.detach().numpy(), True), rtol=1e-10)
 
 
 def test_pixel_is_sigmoid_of_free_pixels_and_seeded():
-    a = PixelImage(8, batch=3, generator=torch.Generator().manual_seed(5))
-    b = PixelImage(8, batch=3, generator=torch.Generator().manual_seed(5))
+    a = PixelImage(8, batch=3, rng=torch.Generator().manual_seed(5))
+    b = PixelImage(8, batch=3, rng=torch.Generator().manual_seed(5))
     assert torch.equal(a(), b()) and torch.allclose(a(), torch.sigmoid(a.pixels))
     assert abs(float(a.pixels.detach().std()) - 0.01) < 0.003
 
 
 def test_maco_keeps_the_natural_magnitude():
-    p = MacoImage((32, 40), batch=2, generator=torch.Generator().manual_seed(0))
+    p = MacoImage((32, 40), batch=2, rng=torch.Generator().manual_seed(0))
     img = p()
     assert img.shape == (2, 3, 32, 40) and 0 < float(img.min()) and float(img.max()) < 1
     # spatial = standardize(irfft2(m e^{i phi})): its spectrum magnitude is m up to one scale per image, except

@@ -78,7 +78,7 @@ def test_fixed_input_size_model_is_resized():
     prep = Preprocessing(input_size=(3, 64, 64), fixed_input_size=True)
     r = invviz.visualize(model, "blocks.1", 0, steps=4, size=40, progress=False, preprocessing=prep)
     assert r.images.shape == (1, 3, 40, 40)
-    with pytest.raises(ImageSizeError, match="native input"):
+    with pytest.raises(ImageSizeError, match="native"):
         invviz.visualize(model, "blocks.1", 0, steps=4, size=40, progress=False,
                          preprocessing=Preprocessing(input_size=(3, 64, 64)))
     assert hooks_on(model) == 0
@@ -91,7 +91,7 @@ def test_bad_input_errors_leave_model_intact(resnet18):
     with pytest.raises(LayerNotFoundError, match="layer3"):
         invviz.visualize(resnet18, "layer_3", 0, steps=3, size=32, progress=False)
     tiny = nn.Sequential(nn.Conv2d(3, 4, 9), nn.ReLU())
-    with pytest.raises(ImageSizeError, match="size the model accepts"):
+    with pytest.raises(ImageSizeError, match="size the model takes"):
         invviz.visualize(tiny, "1", 0, steps=3, size=8, transforms="none", progress=False)
     assert hooks_on(tiny) == 0
     with pytest.raises(DeviceError, match="model.to"):
@@ -139,3 +139,17 @@ def test_render_takes_closure_optimizers_like_lbfgs(resnet18):
     h = r.history[:, 0]
     assert bool((h[1:] >= h[:-1] - 1e-4).all()) and float(h[-1]) > float(h[0])  # strong Wolfe never goes down
     assert hooks_on(resnet18) == 0
+
+
+def test_diversity_inside_a_render_makes_the_batch_differ(resnet18):
+    """A render of the diversity term alone must lower the Gram similarity of the batch (a no-op term would leave
+    the history flat and the images at their start)."""
+    from invviz.optvis import channel
+
+    start = invviz.visualize(resnet18, None, 0.0 * channel("layer2", 0), batch=2, steps=15, size=48, progress=False,
+                             transforms="none", param="pixel", lr=0.2)
+    div = invviz.visualize(resnet18, None, diversity("layer2"), batch=2, steps=15, size=48, progress=False,
+                           transforms="none", param="pixel", lr=0.2)
+    assert float(div.history[-1].sum()) > float(div.history[0].sum()) + 0.05
+    gap = lambda r: float((r.images[0] - r.images[1]).abs().mean())  # noqa: E731
+    assert gap(div) > 2 * gap(start)

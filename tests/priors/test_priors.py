@@ -1,17 +1,18 @@
+import functools
+
 import pytest
 import torch
 from conftest import hooks_on
 from torch import nn
 
 from invviz.errors import CheckpointError, ObjectiveError, ParameterizationError, UnitIndexError
-from invviz.models import Preprocessing
+from invviz.models import Preprocessing, Probe
 from invviz.optvis import channel, class_logit
 from invviz.priors import (
     CodeDAE,
     CompactGenerator,
     DeePSiMFc6,
     JointPrior,
-    LayerFeatures,
     code_statistics,
     dgn_am,
     load_generator_state,
@@ -142,13 +143,16 @@ def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
 
 def test_generator_training_code_stats_and_dae():
     net = small_classifier()
-    enc = LayerFeatures(net, "3")
-    comp = LayerFeatures(net, "1")
-    gen = CompactGenerator(code_dim=8, size=32, width=8)
+    enc = functools.partial(Probe(net, "3").latent, pool=True)
+    comp = functools.partial(Probe(net, "1").latent, pool=True)
+    gen = CompactGenerator(code_dim=8, size=32, width=8).eval()
     images = torch.rand(16, 3, 32, 32)
     loader = torch.utils.data.DataLoader(images, batch_size=8, shuffle=True, generator=torch.Generator())
     hist = train_generator(gen, enc, comp, loader, max_steps=12, lr=2e-3, progress=False)
-    assert hist[-1]["pixel"] < hist[0]["pixel"] and hooks_on(net) == 0 and not gen.training
+    assert hist[-1]["pixel"] < hist[0]["pixel"] and hooks_on(net) == 0 and not gen.training  # the mode it had
+    gen.train()
+    train_generator(gen, enc, comp, loader, max_steps=1, lr=2e-3, progress=False)
+    assert gen.training and all(m.training for m in gen.modules())
     stats = code_statistics(enc, loader)
     assert stats["upper"].shape == (8,) and (stats["upper"] > 0).all()
     gen.set_code_bounds(stats["upper"])
@@ -158,3 +162,38 @@ def test_generator_training_code_stats_and_dae():
     assert joint(stats["codes"][:2]).shape == (2, 8)
     with pytest.raises(ObjectiveError):
         train_code_dae(torch.zeros(1, 8))
+
+
+def test_ppgn_default_class_term_is_the_authors_one_minus_p_times_the_logit_gradient():
+    """With a prior term in the step, the (1 - p) factor changes the normalized update: a hand-computed step with the
+    authors' term matches, and the step with the plain logit gradient does not."""
+    from invviz.models import Probe
+
+    net, gen = small_classifier(), small_generator()
+    h0 = torch.rand(2, 16) + 0.1
+    h = h0.clone().requires_grad_(True)
+    with Probe(net, [""]) as probe:
+        logits = probe(gen(h))[""].flatten(1)
+    p = torch.softmax(logits, 1)[:, 2].detach()
+    g_logit = torch.autograd.grad(logits[:, 2].sum(), h)[0]
+    eps1 = float(g_logit.abs().mean() / h0.abs().mean())  # the prior and class terms of equal size
+    res = ppgn_h(net, gen, lambda h: torch.zeros_like(h), 2, eps1=eps1, eps3=0.0, lr=0.1, steps=1, init=h0, chains=2)
+
+    def step(g):
+        d = eps1 * (0 - h0) + g
+        return (h0 + 0.1 * d / d.abs().mean(1, keepdim=True)).clamp(0, 30)
+
+    assert torch.allclose(res.codes, step((1 - p)[:, None] * g_logit), atol=1e-5)
+    assert not torch.allclose(res.codes, step(g_logit), atol=1e-4)
+
+
+def test_ppgn_reset_every_restarts_the_chains():
+    """With a reset after every step the chains forget where they started; without, they do not."""
+    net, gen = small_classifier(), small_generator()
+    a, b = torch.rand(2, 16), torch.rand(2, 16) + 1.0
+    run = dict(eps1=1e-3, lr=0.5, steps=3, chains=2, seed=5)
+    reset_a = ppgn_h(net, gen, lambda h: h, 1, init=a, reset_every=1, **run).codes
+    reset_b = ppgn_h(net, gen, lambda h: h, 1, init=b, reset_every=1, **run).codes
+    plain_a = ppgn_h(net, gen, lambda h: h, 1, init=a, **run).codes
+    plain_b = ppgn_h(net, gen, lambda h: h, 1, init=b, **run).codes
+    assert torch.equal(reset_a, reset_b) and not torch.allclose(plain_a, plain_b)

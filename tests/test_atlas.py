@@ -1,0 +1,136 @@
+"""The atlas: every unit rendered and indexed, dataset examples from one streaming pass, resumable, the same files
+from 1 and 2 processes, and a site that works in a real browser."""
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import invviz
+from invviz.models import Preprocessing
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ARGS = ["resnet18", "--no-pretrained", "--layers", "layer2,layer3", "--units", "0-5", "--steps", "6", "--size", "40",
+        "--batch", "4", "--top-k", "2", "--no-progress"]
+
+
+def digest(folder: pathlib.Path) -> dict[str, str]:
+    """sha256 of every file under `folder` but the run's timing."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "run.json"}
+
+
+def run_cli(args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "invviz", "atlas", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, **kw)
+
+
+def test_atlas_writes_every_unit_an_index_and_examples(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    net.invviz_preprocessing = Preprocessing(source="test")
+    res = invviz.atlas(net, ["layer2"], tmp_path, units=[0, 1, 2], steps=4, size=40, batch=2, top_k=3,
+                       progress=False)
+    index = json.loads((tmp_path / "index.json").read_text())
+    assert res.rendered == 3 and set(index["layers"]["layer2"]["units"]) == {"0", "1", "2"}
+    for unit in index["layers"]["layer2"]["units"].values():
+        assert (tmp_path / unit["image"]).is_file() and len(unit["examples"]) == 3
+        acts = [e["activation"] for e in unit["examples"]]
+        assert acts == sorted(acts, reverse=True)
+        assert all((tmp_path / e["image"]).is_file() for e in unit["examples"])
+    # the examples are the photos' strongest activations: check the best one against a full pass
+    photos = torch.stack([invviz.data.load_photo(n, 224) for n in sorted(invviz.data.photo_paths())])
+    with torch.no_grad():
+        f = invviz.models.features(net, ["layer2"], photos)["layer2"]
+    best = f.flatten(2).amax(2)[:, 1].max()
+    assert index["layers"]["layer2"]["units"]["1"]["examples"][0]["activation"] == pytest.approx(float(best), rel=1e-4)
+    again = invviz.atlas(net, ["layer2"], tmp_path, units=[0, 1, 2], steps=4, size=40, batch=2, top_k=3,
+                         progress=False)
+    assert again.rendered == 0 and again.skipped == 3  # resumed: nothing left to do
+    assert "<script>window.ATLAS" in (tmp_path / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_atlas_resumes_to_the_same_files(tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert run_cli([*ARGS, "--out", str(whole)]).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "invviz", "atlas", *ARGS, "--out", str(cut)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(cut.glob("*/unit_*.json"))) < 4:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(cut.glob("*/unit_*.json")))
+    assert 0 < done < 12, f"the kill came at {done} of 12 units"
+    out = run_cli([*ARGS, "--out", str(cut)])
+    assert out.returncode == 0 and "already on disk" in out.stdout
+    assert digest(cut) == digest(whole)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_write_the_same_files_as_one(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert run_cli([*ARGS, "--out", str(one)]).returncode == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533", "-m",
+           "invviz", "atlas", *ARGS, "--out", str(two)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert digest(two) == digest(one)
+
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None or shutil.which("chromedriver") is None,
+                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+def test_the_site_in_a_real_browser(tmp_path):
+    selenium = pytest.importorskip("selenium", reason="needs selenium (pip install selenium)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    assert run_cli([*ARGS, "--out", str(tmp_path)]).returncode == 0
+    index = json.loads((tmp_path / "index.json").read_text())
+    options = webdriver.ChromeOptions()
+    options.binary_location = _chromium()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get((tmp_path / "index.html").as_uri())
+        for layer, entry in index["layers"].items():
+            driver.find_element(By.CSS_SELECTOR, f"nav button[data-layer='{layer}']").click()
+            time.sleep(0.2)
+            shown = int(driver.find_element(By.ID, "count").get_attribute("data-count"))
+            assert shown == len(entry["units"])
+            broken = driver.execute_script(
+                "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+            assert not broken, broken
+        box = driver.find_element(By.ID, "search")
+        box.clear()
+        box.send_keys("4")
+        time.sleep(0.2)
+        assert "unit 4" in driver.find_element(By.ID, "panel-title").text
+        assert selenium is not None
+    finally:
+        driver.quit()
