@@ -18,8 +18,9 @@ import subprocess
 import sys
 import time
 
-import invviz  # noqa: F401
 import torch
+
+import invviz  # noqa: F401
 
 
 def replicated_jacobian(fn, xi: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,15 +41,14 @@ def replicated_jacobian(fn, xi: torch.Tensor, chunk: int) -> tuple[torch.Tensor,
 def run_variant(variant: str, chunk: int, size: int) -> dict:
     from invviz import load_model
     from invviz.ifv import jacobian, pixel_realization, response_fn
-    from invviz.models import Capture
+    from invviz.models import Probe
 
     model = load_model("tf_efficientnet_lite0")
     image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     param = pixel_realization(image)
     (name, xi), = param.named_parameters()
-    with Capture(model, ["blocks.5"]) as cap, torch.no_grad():
-        model.requires_grad_(False)
-        response = response_fn(model, "blocks.5", cap)
+    with Probe(model, ["blocks.5"]) as probe, torch.no_grad():
+        response = response_fn(probe, "blocks.5")
 
         def fn(t):
             return response(torch.func.functional_call(param, {name: t}, ()))

@@ -22,13 +22,13 @@ import argparse
 import statistics
 import time
 
-import invviz  # first: makes torchvision importable with the CPU build of torch
+import kornia  # noqa: E402
+import kornia.geometry.transform as kgt  # noqa: E402
 import torch
 import torch.nn.functional as F
 import torchvision
 
-import kornia  # noqa: E402
-import kornia.geometry.transform as kgt  # noqa: E402
+import invviz  # first: makes torchvision importable with the CPU build of torch
 
 # lucent 0.1.8 calls names that kornia moved after 0.5
 kornia.get_rotation_matrix2d = kgt.get_rotation_matrix2d
@@ -61,7 +61,7 @@ def render_sizes(seed: int = 0) -> list[int]:
     from invviz.optvis import FFTImage, standard_transforms
 
     g = torch.Generator().manual_seed(seed)
-    img = FFTImage(SIZE, 1, generator=g)().detach()
+    img = FFTImage(SIZE, 1, rng=g)().detach()
     tf = standard_transforms()
     return [int(tf(img, g).shape[-1]) for _ in range(STEPS)]
 

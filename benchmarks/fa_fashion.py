@@ -21,10 +21,10 @@ import os
 import sys
 import time
 
-import invviz  # noqa: F401
 import torch
 from torch import nn
 
+import invviz  # noqa: F401
 from invviz.align import (
     VFAGAN,
     FashionDecoder,
@@ -45,7 +45,6 @@ from invviz.training import fit
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ifv_experiment2 import FashionNet  # noqa: E402  (the small classifier trained here)
-
 
 METHODS = ("fa", "ae", "local", "vfa", "vae", "vfa_gan")
 MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)
@@ -131,9 +130,9 @@ def reconstruct(method: str, mods: dict[str, nn.Module], x: torch.Tensor) -> tor
 def sample(method: str, mods: dict[str, nn.Module], n: int) -> torch.Tensor | None:
     g = torch.Generator().manual_seed(1)
     if method == "vfa":
-        return vfa_sample(mods["enc"], n, (1, 28, 28), generator=g)
+        return vfa_sample(mods["enc"], n, (1, 28, 28), rng=g)
     if method == "vfa_gan":
-        return VFAGAN(mods["enc"], mods["refiner"], mods["disc"]).sample(n, (1, 28, 28), generator=g)
+        return VFAGAN(mods["enc"], mods["refiner"], mods["disc"]).sample(n, (1, 28, 28), rng=g)
     if method == "vae":
         return mods["dec"](torch.randn(n, 128, generator=g))
     return None

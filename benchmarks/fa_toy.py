@@ -16,9 +16,9 @@ import argparse
 import json
 import os
 
-import invviz  # noqa: F401
 import torch
 
+import invviz  # noqa: F401
 from invviz.align import ToyNet, toy_recover
 
 

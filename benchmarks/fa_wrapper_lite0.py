@@ -23,9 +23,9 @@ import json
 import os
 import time
 
-import invviz
 import torch
 
+import invviz
 from invviz.align import FeatureAligned, train_aligned
 from invviz.data import photo_crops, photo_paths
 

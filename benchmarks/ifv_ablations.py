@@ -20,11 +20,11 @@ import sys
 import time
 import warnings
 
-import invviz  # noqa: F401  (first: makes torchvision importable)
 import numpy as np
 import torch
 from torch import nn
 
+import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
 from invviz.ifv import angle_deg, realize, recover_objective, sample_targets
 from invviz.models import Capture, preprocessing_of
@@ -57,9 +57,9 @@ def cut_lite0(model: nn.Module, k: int) -> nn.Sequential:
 
 
 PARAMS = {
-    "pixel": lambda size, b, g: PixelImage(size, b, generator=g),
-    "fft": lambda size, b, g: FFTImage(size, b, decay_power=0.0, generator=g),
-    "fft_lowfreq": lambda size, b, g: FFTImage(size, b, decay_power=1.0, generator=g),
+    "pixel": lambda size, b, g: PixelImage(size, b, rng=g),
+    "fft": lambda size, b, g: FFTImage(size, b, decay_power=0.0, rng=g),
+    "fft_lowfreq": lambda size, b, g: FFTImage(size, b, decay_power=1.0, rng=g),
 }
 
 
@@ -73,7 +73,8 @@ def cell(net: nn.Module, targets: torch.Tensor, *, p: float, agg: str, param: st
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # far-from-optimum warnings are reported as the gradient norm instead
-            rec = recover_objective(net, "features", r.element(i), cossim_pow=p, aggregation=agg, target=targets[i])
+            rec = recover_objective(net, "features", r.element(i), cossim_pow=p, aggregation=agg, target=targets[i],
+                                    points=1)
         secs += time.perf_counter() - t0
         pred.append(angle_deg(rec.direction, targets[i]))
         resp.append(angle_deg(rec.response, targets[i]))
@@ -114,7 +115,7 @@ def main() -> None:
         key = f"k{k}_{agg}_p{p:g}_{param}"
         if key in results:
             continue
-        targets, _ = sample_targets(k, args.targets, canonical=False, generator=torch.Generator().manual_seed(k))
+        targets, _ = sample_targets(k, args.targets, canonical=False, rng=torch.Generator().manual_seed(k))
         results[key] = {"features": k, "aggregation": agg, "cossim_pow": p, "param": param,
                         **cell(cut_lite0(model, k), targets, p=p, agg=agg, param=param, args=args)}
         print(key, json.dumps(results[key]), flush=True)

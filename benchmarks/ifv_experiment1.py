@@ -16,14 +16,13 @@ import json
 import os
 import time
 
-import invviz  # noqa: F401  (first: makes torchvision importable)
 import numpy as np
 import torch
 
+import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
 from invviz.ifv import angle_deg, realize, recover_objective, reoptimize, sample_targets
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
-
 
 SWEEP_START, SWEEP_STRIDE = 2, 8  # the realizations benchmarks/ifv_multipoint_sweep.py tunes on by default
 
@@ -89,7 +88,7 @@ def main() -> None:
         with Capture(model, [args.layer]) as cap:
             k = cap.run(torch.zeros(1, 3, args.size, args.size, device=args.device))[args.layer].shape[1]
     gen = torch.Generator().manual_seed(args.seed)
-    sampled, _ = sample_targets(k, args.sampled, canonical=False, generator=gen)
+    sampled, _ = sample_targets(k, args.sampled, canonical=False, rng=gen)
     canon = torch.eye(k)[torch.linspace(0, k - 1, args.canonical).round().long()] if args.canonical else sampled[:0]
     targets = torch.cat([sampled, canon])
     kinds = ["sampled"] * len(sampled) + ["canonical"] * len(canon)
@@ -148,7 +147,7 @@ def main() -> None:
         for i in range(len(targets)):
             t0 = time.perf_counter()
             plain = recover_objective(model, args.layer, element(i), cossim_pow=args.cossim_pow, aggregation=agg,
-                                      target=targets[i])
+                                      target=targets[i], points=1)
             t1 = time.perf_counter()
             if i % args.multi_stride == 0:
                 multi = recover_objective(model, args.layer, element(i), cossim_pow=args.cossim_pow,

@@ -16,9 +16,9 @@ import copy
 import json
 import os
 
-import invviz  # noqa: F401
 import torch
 
+import invviz  # noqa: F401
 from invviz import load_model
 from invviz.ifv import match
 
@@ -59,7 +59,7 @@ def main() -> None:
     for c in [int(v) for v in args.channels.split(",")]:
         for name, other in others.items():
             res = match(lite0, "blocks.4", c, other, "blocks.4", size=args.size, adam_steps=args.adam,
-                        lbfgs_steps=args.lbfgs)
+                        lbfgs_steps=args.lbfgs, points=1)
             row = {"channel": c, "network_b": name, "top_units": res.top_units,
                    "top_weights": [round(w, 4) for w in res.top_weights], "sparseness": res.sparseness,
                    "ssim": res.ssim, "relative_gradient": res.relative_gradient}

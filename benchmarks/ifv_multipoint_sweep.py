@@ -26,15 +26,14 @@ import os
 import sys
 import time
 
-import invviz  # noqa: F401  (first: makes torchvision importable)
 import torch
 
+import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
 from invviz.ifv import angle_deg
 from invviz.ifv.jacobian import free_variables, jacobian, response_fn
 from invviz.ifv.recover import cosine_matrix, offsets, solve
-from invviz.models import Capture
-from invviz.models.state import frozen_eval
+from invviz.models import Probe
 from invviz.optvis import PixelImage
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -101,8 +100,8 @@ def main() -> None:
         with torch.no_grad():
             param.pixels.copy_(params[i:i + 1])
         name, xi = free_variables(param)
-        with frozen_eval(model), Capture(model, [args.layer]) as cap:
-            response = response_fn(model, args.layer, cap)
+        with Probe(model, [args.layer]) as probe:
+            response = response_fn(probe, args.layer)
 
             def fn(t: torch.Tensor) -> torch.Tensor:
                 return response(torch.func.functional_call(param, {name: t}, ()))

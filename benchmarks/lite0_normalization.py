@@ -7,10 +7,10 @@ Run: python benchmarks/lite0_normalization.py
 
 from __future__ import annotations
 
-import invviz  # noqa: F401  (first)
 import torch
 import torch.nn.functional as F
 
+import invviz  # noqa: F401  (first)
 from invviz.data import load_photo
 from invviz.models.loading import IMAGENET_MEAN, IMAGENET_STD
 

@@ -19,23 +19,24 @@ DGN-AM, for classes and hidden units, at the same number of gradient steps (seed
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
 import time
 
-import invviz  # noqa: F401
 import torch
 
+import invviz  # noqa: F401
 from invviz import load_model, visualize
 from invviz.data import photo_crops, photo_paths
 from invviz.metrics import frechet_distance, mean_pairwise_distance
+from invviz.models import Probe
 from invviz.models.loading import Normalize, preprocessing_of
 from invviz.optvis import channel, class_logit
 from invviz.priors import (
     CompactGenerator,
     JointPrior,
-    LayerFeatures,
     code_statistics,
     dgn_am,
     ppgn_h,
@@ -89,8 +90,8 @@ def main() -> None:
     train_names = names[:-2]  # the last two photos are never trained on
     crops = photo_crops(2048, 64, names=train_names, seed=0)
     held = photo_crops(256, args.size, names=names, seed=99, scale=(0.3, 0.8))
-    encoder = LayerFeatures(model, "global_pool")
-    comparator = LayerFeatures(model, "blocks.2", pool=False)
+    encoder = Probe(model, "global_pool").latent  # the pooled features: the code
+    comparator = Probe(model, "blocks.2").latent  # flattened blocks.2 features
 
     gen = CompactGenerator(code_dim=1280, size=64, width=64)
     loader = torch.utils.data.DataLoader(crops, batch_size=32, shuffle=True, generator=torch.Generator())
@@ -107,10 +108,10 @@ def main() -> None:
         ap.error(f"--ppgn-priors takes {sorted(priors)}; got {args.ppgn_priors}")
 
     try:
-        second = LayerFeatures(load_model("tf_efficientnet_lite1"), "blocks.3")
+        second = functools.partial(Probe(load_model("tf_efficientnet_lite1"), "blocks.3").latent, pool=True)
         second_name = "EfficientNet-Lite1 blocks.3 (pooled, 80-d)"
     except Exception:
-        second = LayerFeatures(model, "blocks.3")
+        second = functools.partial(Probe(model, "blocks.3").latent, pool=True)
         second_name = "EfficientNet-Lite0 blocks.3 (pooled, 80-d)"
     with torch.no_grad():
         real = second(held)
