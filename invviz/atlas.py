@@ -32,7 +32,7 @@ from .errors import DataError, LayerNotFoundError, SettingError
 from .io import atomic_write, check_writable, save_image, write_json
 from .models.loading import Preprocessing
 from .models.probe import Probe, check_model, image_size
-from .optvis.objectives import channel
+from .optvis.objectives import channel, direction, neuron
 from .optvis.render import visualize
 from .plotting import image_grid
 from .training import distributed as ddp
@@ -96,7 +96,8 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
           param: str = "fft", batch: int = 16, lr: float = 0.05, transforms: str = "standard", seed: int = 0,
           data: Any = "photos", top_k: int = 6, example_size: int = 96, data_size: int = 224,
           attribution: bool = False, resume: bool = True, progress: bool = True, title: str | None = None,
-          preprocessing: Preprocessing | None = None) -> Atlas:
+          preprocessing: Preprocessing | None = None, kind: str = "channel",
+          directions: dict[str, torch.Tensor] | None = None, lr_schedule: str = "constant") -> Atlas:
     """Render every chosen unit of `layers` into `out_dir` and write a browsable site (`index.html`).
 
     Args:
@@ -112,6 +113,10 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
         attribution: also write, for each example, the captum gradient x input of the unit (a heat map).
         resume: skip units already on disk (their PNG and record); False renders everything again.
         title: the site's title (default: the model's class name).
+        kind: what a unit is: `"channel"` (the channel's mean over space) or `"neuron"` (the channel at the centre).
+        directions: also render these directions, `{name: vector (C,)}`, in every layer whose width fits, as units
+            numbered after the layer's channels (their names in the index).
+        lr_schedule: `"constant"` or `"cosine"` (see :func:`invviz.visualize`).
 
     Returns:
         :class:`Atlas` with the index written to `index.json`.
@@ -124,6 +129,8 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
         raise LayerNotFoundError("atlas needs at least one layer name")
     for name, value in (("steps", steps), ("batch", batch), ("top_k", top_k), ("example_size", example_size)):
         check_positive_int(value, name)
+    if kind not in ("channel", "neuron"):
+        raise SettingError(f"kind must be 'channel' or 'neuron'; got {kind!r}")
     size = image_size(size)[0]
     data_size = image_size(data_size)[0]
     if ddp.is_main():
@@ -138,8 +145,17 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
         if bad:
             raise SettingError(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got units {bad[:5]}")
         chosen[layer] = idx
+    extra: dict[str, dict[int, tuple[str, torch.Tensor]]] = {}  # layer -> unit number -> (name, direction)
+    for name, vec in (directions or {}).items():
+        vec = torch.as_tensor(vec, dtype=torch.float32).flatten()
+        for layer in layer_list:
+            channels = probe.channels(layer, size)
+            if vec.numel() == channels:
+                number = channels + len(extra.setdefault(layer, {}))
+                extra[layer][number] = (str(name), vec)
+                chosen[layer].append(number)
     settings = {"steps": steps, "size": size, "param": param, "batch": batch, "lr": lr, "transforms": transforms,
-                "seed": seed, "top_k": top_k}
+                "seed": seed, "top_k": top_k, "kind": kind, "lr_schedule": lr_schedule}
     t0 = time.perf_counter()
     work = [(layer, b) for layer in layer_list for b in _batches(chosen[layer], batch)]
     rendered = skipped = 0
@@ -150,17 +166,18 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
             skipped += len(group)
             continue
         s = batch_seed(layer, group[0], seed)
-        res = visualize(model, None, channel(layer, group), batch=len(group), steps=steps, size=size, param=param,
-                        transforms=transforms, lr=lr, seed=s, progress=progress, preprocessing=preprocessing)
+        res = visualize(model, None, _objective(layer, group, kind, extra.get(layer, {})), batch=len(group),
+                        steps=steps, size=size, param=param, transforms=transforms, lr=lr, seed=s, progress=progress,
+                        preprocessing=preprocessing, lr_schedule=lr_schedule)
         for j, u in enumerate(group):
             png, record = _unit_paths(out_dir, layer, u)
             save_image(image_grid(res.images[j:j + 1], pad=0), png)
             write_json(record, {"layer": layer, "unit": u, "objective": float(res.final[j]), "seed": s,
-                                "batch": group, **settings})
+                                "batch": group, "name": extra.get(layer, {}).get(u, (None,))[0], **settings})
         rendered += len(group)
     render_seconds = time.perf_counter() - t0
     examples = {} if data is None else _examples(model, probe, chosen, data, top_k, example_size, data_size,
-                                                  out_dir, attribution, preprocessing)
+                                                  out_dir, attribution, preprocessing, extra)
     ddp.barrier()
     counts = ddp.all_gather_object((rendered, skipped))
     rendered, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
@@ -176,6 +193,19 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
     return Atlas(out_dir, index, rendered, skipped, time.perf_counter() - t0)
 
 
+def _objective(layer: str, group: list[int], kind: str, extra: dict[int, tuple[str, torch.Tensor]]):
+    """One objective per batch element: a channel (or the neuron at the centre), or a named direction."""
+    if not any(u in extra for u in group):
+        return channel(layer, group) if kind == "channel" else neuron(layer, group)
+    terms = []
+    for i, u in enumerate(group):
+        if u in extra:
+            terms.append(direction(layer, extra[u][1], batch=i))
+        else:
+            terms.append(channel(layer, u, batch=i) if kind == "channel" else neuron(layer, u, batch=i))
+    return sum(terms)
+
+
 def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[int]], settings: dict, examples: dict,
            title: str | None) -> dict[str, Any]:
     layers = {}
@@ -189,6 +219,8 @@ def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[int]], setting
                 rec = json.load(f)
             entries[str(u)] = {"image": os.path.relpath(png, out_dir), "objective": rec["objective"],
                                "seed": rec["seed"], "examples": examples.get(layer, {}).get(u, [])}
+            if rec.get("name"):
+                entries[str(u)]["name"] = rec["name"]
         layers[layer] = {"units": entries, "channels": len(idx)}
     return {"version": INDEX_VERSION, "title": title or type(model).__name__, "settings": settings, "layers": layers}
 
@@ -220,15 +252,27 @@ def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, to
 
 @torch.no_grad()
 def _examples(model, probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, crop: int, size: int,
-              out_dir: str, attribution: bool, preprocessing) -> dict[str, dict[int, list[dict]]]:
+              out_dir: str, attribution: bool, preprocessing, extra: dict | None = None
+              ) -> dict[str, dict[int, list[dict]]]:
     """The top-k examples of every unit in one streaming pass: scores `(C, k)`, crops `(C, k, 3, s, s)` uint8 per
-    layer; merged over the ranks by rank 0, which writes the example PNGs."""
+    layer; merged over the ranks by rank 0, which writes the example PNGs. A direction unit scores the features'
+    projection on its direction."""
     best: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    weights: dict[str, torch.Tensor] = {}
     with probe:
         for i, x in _data_batches(data, size, probe.channels_in):
             feats = probe(x)
             for layer, idx in chosen.items():
-                f = feats[layer][:, idx]  # (B, U, h, w)
+                if layer not in weights:  # (U, C): one-hot rows for channels, the vector for a direction
+                    c = feats[layer].shape[1]
+                    w = torch.zeros(len(idx), c)
+                    for row, u in enumerate(idx):
+                        if u < c:
+                            w[row, u] = 1.0
+                        else:
+                            w[row] = (extra or {})[layer][u][1]
+                    weights[layer] = w.to(feats[layer].device, feats[layer].dtype)
+                f = torch.einsum("uc,bchw->buhw", weights[layer], feats[layer])  # (B, U, h, w)
                 b, u, h, w = f.shape
                 flat = f.reshape(b, u, -1)
                 score, pos = flat.max(dim=2)  # (B, U)
@@ -368,7 +412,8 @@ function open(u){
     ex += '<figure><img src="' + esc(x.image) + '" alt="example"><figcaption class="muted">' + x.activation.toFixed(2) +
       '</figcaption>' + (x.attribution ? '<img src="' + esc(x.attribution) + '" alt="attribution">' : '') + '</figure>';
   }
-  panel.innerHTML = '<h2 id="panel-title">' + esc(current) + ' : unit ' + u + '</h2><img class="big" src="' +
+  panel.innerHTML = '<h2 id="panel-title">' + esc(current) + ' : unit ' + u + (e.name ? ' (' + esc(e.name) + ')' : '') +
+    '</h2><img class="big" src="' +
     esc(e.image) + '" alt="unit ' + u + '"><p class="muted">objective ' + e.objective.toFixed(3) + ', seed ' + e.seed +
     '</p>' + (ex ? '<h3>dataset examples</h3><div class="examples">' + ex + '</div>' : '');
   document.querySelectorAll('.unit.hit').forEach(n => n.classList.remove('hit'));
@@ -423,6 +468,7 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
     p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
+    p.add_argument("--kind", default="channel", choices=["channel", "neuron"], help="a unit's objective")
     p.add_argument("--no-resume", action="store_true", help="render units already on disk again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder (index.html inside)")
@@ -438,7 +484,7 @@ def run_cli(args) -> int:
                    units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
                    lr=args.lr, seed=args.seed, data=None if args.data == "none" else args.data, top_k=args.top_k,
                    attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
-                   title=args.model)
+                   title=args.model, kind=args.kind)
     if ddp.is_main():
         print(f"wrote {result.html}: {result.rendered} units rendered, {result.skipped} already on disk,"
               f" {result.seconds:.1f} s")

@@ -48,17 +48,22 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int | No
 
 
 def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, size: float = 2.5,
-                alpha: torch.Tensor | None = None):
-    """Show images `(B, C, H, W)` in a row of matplotlib axes (with `alpha` `(B, 1, H, W)` as transparency over a
-    checkerboard); returns the figure."""
+                alpha: torch.Tensor | None = None, ncol: int = 8):
+    """Show images `(B, C, H, W)` in rows of at most `ncol` matplotlib axes (with `alpha` `(B, 1, H, W)` as
+    transparency over a checkerboard); returns the figure."""
     import matplotlib.pyplot as plt
 
     images = images.detach().float().cpu().clamp(0, 1)
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     b = images.shape[0]
-    fig, axes = plt.subplots(1, b, figsize=(size * b, size), squeeze=False)
-    for i, ax in enumerate(axes[0]):
+    cols = min(b, ncol)
+    rows = math.ceil(b / cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[b:]:
+        ax.set_axis_off()
+    for i, ax in enumerate(axes[:b]):
         img = images[i].permute(1, 2, 0).numpy()
         if alpha is not None:
             h, w = img.shape[:2]

@@ -151,7 +151,7 @@ class LocalFA(nn.Module):
         losses = []
         for loss in self.iter_local_losses(x, tau):
             loss.backward()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         optimizer.step()
         return losses
 

@@ -7,27 +7,60 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import SettingError
 from ..models.probe import Probe, check_images, check_model
 from .objectives import Objective, as_objective, custom
-from .param import make_param
+from .param import ImageParam, make_param
 from .render import RenderResult, render
 from .transforms import Transform, make_transforms
 
 
-def feature_distance(layer: str, reference: torch.Tensor, grid: int = 4) -> Objective:
-    """`|g(x) - g(x0)|^2 / |g(x0)|^2` per batch element, `g` the features at `layer` averaged onto a `grid x grid`
-    grid (so the random transforms' changes of size and position do not count as distance; the coarse layout and
-    every channel do). A distance: subtract it to stay close to `x0`."""
-    ref = F.adaptive_avg_pool2d(reference.detach(), grid).flatten(1)
-    scale = ref.pow(2).sum(1).clamp(min=1e-12)
+class _WithReference(ImageParam):
+    """The image being optimized `(B, C, H, W)` followed by the (fixed) seed images: one batch, so the render's
+    random transform (one draw per batch) moves both alike and their features can be compared position by position."""
 
-    def dist(feats: torch.Tensor) -> torch.Tensor:
-        g = F.adaptive_avg_pool2d(feats, grid).flatten(1)
-        return (g - ref.to(g.dtype)).pow(2).sum(1) / scale.to(g.dtype)
+    def __init__(self, param: ImageParam, reference: torch.Tensor) -> None:
+        super().__init__(param.size, param.batch * 2, decorrelate=False, channels=param.channels)
+        self.inner = param
+        self.register_buffer("reference", reference.detach().clone(), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        images = self.inner()
+        return torch.cat([images, self.reference.to(images.dtype)])
+
+
+class _Accentuation(Objective):
+    """`objective - weight * distance` on the first half of the batch (the images), 0 on the seed images."""
+
+    def __init__(self, objective: Objective, distance: Objective, weight: float, n: int, part: str = "total") -> None:
+        self.objective, self.distance, self.weight, self.n, self.part = objective, distance, weight, n, part
+        self.layers = tuple(dict.fromkeys((*objective.layers, *distance.layers)))
+        self.name = {"total": f"accentuate({objective!r})", "objective": repr(objective),
+                     "distance": repr(distance)}[part]
+
+    def value(self, feats):
+        n = self.n
+        if self.part == "distance" or (self.part == "total" and self.weight):
+            pair = {k: torch.cat([v[:n], v[n:]], 1) for k, v in feats.items() if k in self.distance.layers}
+            dist = self.distance(pair)
+        if self.part == "distance":
+            value = dist
+        else:
+            value = self.objective({k: v[:n] for k, v in feats.items()})
+            if self.part == "total" and self.weight:
+                value = value - self.weight * dist
+        return torch.cat([value, torch.zeros_like(value)])  # the seed images contribute nothing
+
+
+def feature_distance(layer: str) -> Objective:
+    """`|f(x) - f(x0)|^2 / |f(x0)|^2` per pair, for features of images and seeds stacked on the channel axis
+    `(B, 2C, H, W)` (the images' channels, then the seeds')."""
+
+    def dist(pair: torch.Tensor) -> torch.Tensor:
+        f, f0 = pair.chunk(2, dim=1)
+        return (f - f0).pow(2).flatten(1).sum(1) / f0.pow(2).flatten(1).sum(1).clamp(min=1e-12)
 
     return custom(layer, dist, name=f"feature_distance({layer!r})")
 
@@ -40,16 +73,18 @@ def accentuate(model: nn.Module, layer: str | None, objective: object, image: to
     [0, 1].
 
     The image is the start of a pixel or FFT parameterization (reproduced exactly at step 0) and the render maximizes
-    `objective - reg_weight * feature_distance(reg_layer)`: the objective rises while the features at `reg_layer`
-    stay near the start's. `RenderResult.monitored` holds the objective alone (`"objective"`) and the distance
+    `objective - reg_weight * feature_distance(reg_layer)`, the distance to the seed image's features at
+    `reg_layer`: the objective rises while those features stay near the seed's. The seed images go through the
+    network beside the images being optimized, under the same random transform each step, so the distance compares
+    like with like. `RenderResult.monitored` holds the objective alone (`"objective"`) and the distance
     (`"distance"`) at every step; `reg_weight=0` is plain optimization from the image.
 
     Example:
         >>> import torchvision
         >>> net = torchvision.models.resnet18().eval()
         >>> res = accentuate(net, "layer3", 5, torch.rand(3, 32, 32), reg_layer="layer1", steps=2)
-        >>> sorted(res.monitored)
-        ['distance', 'objective']
+        >>> sorted(res.monitored), tuple(res.images.shape)
+        (['distance', 'objective'], (1, 3, 32, 32))
     """
     model = check_model(model)
     if not isinstance(reg_weight, (int, float)) or not reg_weight >= 0:
@@ -57,14 +92,18 @@ def accentuate(model: nn.Module, layer: str | None, objective: object, image: to
     obj = as_objective(objective, layer)
     probe = Probe(model, [reg_layer])
     x = check_images(image, channels=probe.channels_in, what="the image to accentuate")
-    with torch.no_grad():
-        reference = probe(x)[reg_layer]
-    distance = feature_distance(reg_layer, reference)
-    total = obj - reg_weight * distance if reg_weight else obj
+    n = x.shape[0]
+    distance = feature_distance(reg_layer)
     rng = torch.Generator().manual_seed(seed)
-    p = make_param(param, tuple(x.shape[2:]), x.shape[0], rng, init=x, channels=x.shape[1])
-    return render(model, total, p, transforms=make_transforms(transforms), steps=steps, lr=lr, rng=rng,
-                  progress=progress, monitor={"objective": obj, "distance": distance}, snapshots=[0])
+    p = _WithReference(make_param(param, tuple(x.shape[2:]), n, rng, init=x, channels=x.shape[1]), x)
+    res = render(model, _Accentuation(obj, distance, float(reg_weight), n), p, transforms=make_transforms(transforms),
+                 steps=steps, lr=lr, rng=rng, progress=progress, snapshots=[0],
+                 monitor={"objective": _Accentuation(obj, distance, 0.0, n, "objective"),
+                          "distance": _Accentuation(obj, distance, 0.0, n, "distance")})
+    res.images, res.history, res.final = res.images[:n], res.history[:, :n], res.final[:n]
+    res.snapshots = {k: v[:n] for k, v in res.snapshots.items()}
+    res.monitored = {k: v[:, :n] for k, v in res.monitored.items()}
+    return res
 
 
 __all__ = ["accentuate", "feature_distance"]

@@ -95,6 +95,7 @@ class SamplerResult:
     samples: torch.Tensor | None = None
     sample_steps: torch.Tensor | None = None
     sample_chains: torch.Tensor | None = None
+    preprocessing: object = None
 
 
 def class_probability(unit: int) -> Objective:
@@ -206,7 +207,7 @@ def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, la
                          progress=progress)
     prob = res.monitored.get("p")
     return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
-                         probability=prob, kept=None, seconds=res.seconds)
+                         probability=prob, kept=None, seconds=res.seconds, preprocessing=res.preprocessing)
 
 
 def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: int | Objective, *,
@@ -282,4 +283,4 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
                    else res.images.new_zeros((0, *res.images.shape[1:])))
     return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
                          probability=prob, kept=kept, seconds=res.seconds, samples=samples, sample_steps=steps_at,
-                         sample_chains=chains_at)
+                         sample_chains=chains_at, preprocessing=res.preprocessing)
