@@ -144,8 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="parameterization of optimization-based inversion")
     inv.add_argument("--out", default="invert.png", help="output PNG: the image above its reconstruction")
 
-    from .atlas import add_atlas_parser
-
     add_atlas_parser(sub, fmt)
     return parser
 
@@ -204,9 +202,7 @@ def _run(args) -> int:
         print(table)
         return 0
     if args.command == "atlas":
-        from .atlas import run_cli
-
-        return run_cli(args)
+        return run_atlas(args)
     if args.command == "visualize":
         check_writable(args.out, "PNG")
         device = _device(args.device)
@@ -290,6 +286,46 @@ def _invert(args) -> int:
     path = rec.save(args.out)
     ssim = "" if rec.ssim is None else f", SSIM {float(rec.ssim.mean()):.3f}"
     print(f"wrote {path}: {rec.method} of {rec.layer!r}, PSNR {float(rec.psnr.mean()):.2f} dB{ssim}")
+    return 0
+
+
+def add_atlas_parser(sub, fmt) -> None:
+    p = sub.add_parser("atlas", formatter_class=fmt, help="render every unit of some layers into a browsable"
+                                                          " static site (works under torchrun)")
+    _model_args(p)
+    p.add_argument("--layers", required=True, help="comma-separated layer names, e.g. blocks.3,blocks.4")
+    p.add_argument("--units", type=units, default=None, help="units of every layer, e.g. 0-31 (default: all)")
+    p.add_argument("--data", default="photos", help="image folder for dataset examples, 'photos' (the bundled"
+                                                    " photos) or 'none'")
+    p.add_argument("--steps", type=_positive_int, default=256, help="render steps per unit")
+    p.add_argument("--size", type=_positive_int, default=128, help="render size in px")
+    p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
+    p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
+    p.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
+    p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
+    p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
+    p.add_argument("--kind", default="channel", choices=["channel", "neuron"], help="a unit's objective")
+    p.add_argument("--no-resume", action="store_true", help="render units already on disk again")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder (index.html inside)")
+
+
+def run_atlas(args) -> int:
+    from .atlas import atlas
+    from .training import distributed as ddp
+
+    ddp.setup()
+    device = ddp.device() if ddp.active() else _device(args.device)
+    model = _load(args).to(device)
+    result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
+                   units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
+                   lr=args.lr, seed=args.seed, data=None if args.data == "none" else args.data, top_k=args.top_k,
+                   attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
+                   title=args.model, kind=args.kind)
+    if ddp.is_main():
+        print(f"wrote {result.html}: {result.rendered} units rendered, {result.skipped} already on disk,"
+              f" {result.seconds:.1f} s")
     return 0
 
 

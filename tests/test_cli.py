@@ -1,5 +1,6 @@
 """The command line: every invviz error is one line on stderr and exit code 2; defaults show in --help."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def test_cli_layers_filter_and_errors(capsys):
 def test_unit_ranges():
     assert units("0-3,8,10-11") == [0, 1, 2, 3, 8, 10, 11]
     for bad in ("3-1", "a", "-2", ""):
-        with pytest.raises(Exception):
+        with pytest.raises(argparse.ArgumentTypeError):
             units(bad)
 
 

@@ -2,7 +2,7 @@
 atomic checkpoints that resume to the identical next step, a stop with a message on a non-finite loss, and
 data-parallel runs under `torchrun`.
 
-Checkpoints hold only tensors and plain containers and are read with `torch.load(weights_only=True)`: loading one
+Checkpoints hold only tensors and plain containers and are read by `invviz.io` with weights-only loading: loading one
 never executes code from it.
 """
 

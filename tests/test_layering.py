@@ -1,0 +1,68 @@
+"""The package's layering: nothing imports upward, and the method packages do not import each other."""
+
+import ast
+import pathlib
+
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "invviz"
+
+# lower numbers are lower layers; a module may import its own layer's package and anything below
+LAYERS = {
+    "errors": 0, "_compat": 0,
+    "io": 1, "metrics": 1, "data": 1, "plotting": 2,
+    "training": 2,
+    "models": 3,
+    "optvis": 4,
+    "ifv": 5, "priors": 5, "align": 5,
+    "inversion": 6, "attribution": 6, "atlas": 6,
+    "cli": 7, "__init__": 8, "__main__": 8,
+}
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def imported(path: pathlib.Path) -> set[str]:
+    """Top-level invviz subpackages a file imports (absolute `invviz.x` or relative)."""
+    tree = ast.parse(path.read_text())
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = list(rel.parts)
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if node.module and node.module.startswith("invviz."):
+                    out.add(top(node.module[len("invviz."):]))
+                continue
+            base = parts[:-node.level] if node.level <= len(parts) else []
+            if node.module:
+                target = base + node.module.split(".")
+            else:
+                target = base + [a.name for a in node.names][:1]
+            if target:
+                out.add(target[0])
+            elif node.module is None:
+                out.update(a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(top(a.name[len("invviz."):]) for a in node.names if a.name.startswith("invviz."))
+    return out
+
+
+def test_nothing_imports_upward():
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = top(str(path.relative_to(PACKAGE).with_suffix("")).replace("/", "."))
+        for name in imported(path):
+            if name == own or name not in LAYERS:
+                continue
+            if LAYERS[name] > LAYERS[own] or (LAYERS[name] == LAYERS[own] == 5 and name != own):
+                bad.append(f"{path.relative_to(PACKAGE)} imports {name} (layer {LAYERS[name]} > {own}'s"
+                           f" {LAYERS[own]})")
+    assert not bad, "\n".join(bad)
+
+
+def test_one_training_loop_and_one_weights_reader():
+    names = [p.name for p in PACKAGE.rglob("*.py")]
+    assert names.count("training.py") == 0 and (PACKAGE / "training" / "loop.py").exists()
+    readers = [p for p in PACKAGE.rglob("*.py") if "torch.load(" in p.read_text()]
+    assert [p.name for p in readers] == ["io.py"], readers
