@@ -28,7 +28,7 @@ import invviz
 from invviz.align import FeatureAligned, train_aligned
 from invviz.data import photo_crops, photo_paths
 from invviz.io import write_json
-from invviz.metrics import psnr, ssim
+from invviz.metrics import psnr
 from invviz.models import Probe
 
 

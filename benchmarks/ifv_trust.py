@@ -1,6 +1,6 @@
 """Grad-IFV's trust checks, calibrated: how often `recover_objective` warns on good and on bad realizations.
 
-    python benchmarks/ifv_trust.py            # ~40 min on 2 CPU cores
+    python benchmarks/ifv_trust.py            # ~30 min on 2 CPU cores
 
 Known targets (non-negative, Hoyer sparseness uniform) are realized on several architectures — randomly
 initialised torchvision ResNet-18 and timm ConvNeXt-atto and ViT, and the pretrained EfficientNet-Lite0 — once to
@@ -53,8 +53,7 @@ def architectures(names: list[str]):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", default="resnet18,convnext_atto,vit,lite0")
-    ap.add_argument("--targets", type=int, default=6, help="targets per architecture and setting")
-    ap.add_argument("--features", type=int, default=48, help="the layer's first K channels are the targets' space")
+    ap.add_argument("--targets", type=int, default=5, help="targets per architecture and setting")
     ap.add_argument("--good-deg", type=float, default=10.0)
     ap.add_argument("--bad-deg", type=float, default=20.0)
     ap.add_argument("--points", type=int, default=9)

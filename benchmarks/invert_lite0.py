@@ -23,7 +23,7 @@ import torch
 import invviz
 from invviz.data import load_photo, photo_paths
 from invviz.io import write_json
-from invviz.metrics import psnr, ssim
+from invviz.metrics import psnr
 from invviz.optvis import Translate
 
 LAYERS = ["blocks.1", "blocks.2", "blocks.3", "blocks.4", "blocks.5", "blocks.6", "global_pool"]

@@ -302,6 +302,9 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
     p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
     p.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="Adam's rate over steps")
+    p.add_argument("--transforms", default="standard", choices=["standard", "fused", "none"],
+                   help="random transforms each step")
     p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
     p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
@@ -320,7 +323,8 @@ def run_atlas(args) -> int:
     model = _load(args).to(device)
     result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
                    units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
-                   lr=args.lr, seed=args.seed, data=None if args.data == "none" else args.data, top_k=args.top_k,
+                   lr=args.lr, lr_schedule=args.lr_schedule, transforms=args.transforms, seed=args.seed,
+                   data=None if args.data == "none" else args.data, top_k=args.top_k,
                    attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
                    title=args.model, kind=args.kind)
     if ddp.is_main():
