@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, DataError, LayerNotFoundError, ModelTypeError, ObjectiveError, SettingError
+from ..errors import CheckpointError, LayerNotFoundError, ModelTypeError, ObjectiveError, SettingError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
 from ..models.capture import resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
@@ -43,7 +43,7 @@ from ..models.probe import Probe, check_model, image_size, model_dtype, resolve_
 from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
-from ..training.loop import check_learning_rate, check_positive_int
+from ..training.loop import batch_images, check_learning_rate, check_positive_int
 from .core import check_schedule, initial_input
 
 PRESERVE = ("auto", "projection", "distill")
@@ -469,25 +469,6 @@ def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Ten
         handle.remove()
 
 
-def _batches_of_images(batch: Any, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DataError(f"training batches must be images (B, C, H, W) or (images, labels); got {got}")
-    if not x.dtype.is_floating_point:
-        raise DataError(f"training images must be floats in [0, 1]; got dtype {x.dtype} (divide uint8 by 255)")
-    if x.shape[1] != channels:
-        raise DataError(f"training images have {x.shape[1]} channel(s); the model takes {channels}")
-    if tuple(x.shape[2:]) != tuple(size):
-        raise DataError(f"training images are {tuple(x.shape[2:])} px but the wrapper decodes {tuple(size)}; resize"
-                        f" the data (invviz.data.image_folder(path, size=...)) or build FeatureAligned(..., size=...)")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1 or not math.isfinite(lo + hi):
-        hint = " — they look normalized: pass images in [0, 1]" if lo < -0.05 else ""
-        raise DataError(f"training images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]{hint}")
-    return x
-
-
 def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,
                   max_steps: int | None = None, lr: float = 1e-3, distill_weight: float = 1.0,
                   recon_weight: float = 1.0, feature_weight: float = 0.0, anchor_weight: float = 0.0,
@@ -525,7 +506,7 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     resuming = checkpoint is not None and resume and os.path.exists(checkpoint)
 
     def step(batch: Any, i: int) -> dict[str, torch.Tensor]:
-        images = _batches_of_images(batch, wrapper.channels, wrapper.size).to(device)
+        images = batch_images(batch, channels=wrapper.channels, size=wrapper.size).to(device)
         if i == 0 and calibrate and not resuming:
             wrapper.calibrate(ddp.all_gather_tensor(images))  # the whole global batch, on every rank alike
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ObjectiveError
-from ..optvis.objectives import Features, Objective, _direction_rows, _features, _per_element, dot_cossim
+from ..optvis.objectives import Direction, Features, _features, _per_element, dot_cossim
 
 Aggregation = Literal["maxpool_mean", "mean", "pick"]
 AGGREGATIONS = ("maxpool_mean", "mean", "pick")
@@ -40,7 +40,7 @@ def aggregate(feats: torch.Tensor, method: Aggregation = "maxpool_mean", *, posi
     raise ObjectiveError(f"unknown aggregation {method!r}; use one of {AGGREGATIONS}")
 
 
-class AggregatedDirection(Objective):
+class AggregatedDirection(Direction):
     """`<v, d> * cos(v, d) ** cossim_pow` on the aggregated response `v (B, C)` (no 0.1 floor; the plain dot
     product where `cos <= 0`, see :func:`invviz.optvis.objectives.dot_cossim`). `vector` is `(C,)` or `(B, C)`."""
 
@@ -49,24 +49,15 @@ class AggregatedDirection(Objective):
                  batch: int | None = None) -> None:
         if aggregation not in AGGREGATIONS:
             raise ObjectiveError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
-        if cossim_pow < 0:
-            raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
-        self.layers = (layer,)
-        self.vector = _direction_rows(vector)
-        self.cossim_pow, self.aggregation, self.position, self.batch = float(cossim_pow), aggregation, position, batch
+        super().__init__(layer, vector, cossim_pow, batch)
+        self.aggregation, self.position = aggregation, position
         rows = f"{self.vector.shape[0]} x " if self.vector.shape[0] > 1 else ""
         self.name = (f"aggregated_direction({layer!r}, <{rows}{self.vector.shape[1]} values>,"
                      f" cossim_pow={cossim_pow:g}, aggregation={aggregation!r})")
 
     def value(self, feats: Features) -> torch.Tensor:
         f = _features(feats, self.layers[0], self.name)
-        n, c = self.vector.shape
-        if f.shape[1] != c:
-            raise ObjectiveError(f"{self.name}: the vector has {c} values but layer {self.layers[0]!r} has"
-                                 f" {f.shape[1]} channels")
-        if n > 1 and n != f.shape[0]:
-            raise ObjectiveError(f"{self.name}: {n} vectors (one per batch element) but the batch has {f.shape[0]}")
-        vec = self.vector.to(device=f.device, dtype=f.dtype)[:, :, None, None]
+        vec = self._vec(f)  # (1 or B, C, 1, 1)
         v = aggregate(f, self.aggregation, position=self.position)[:, :, None, None]  # (B, C, 1, 1)
         return _per_element(dot_cossim(v, vec, self.cossim_pow, floor=None, eps=0.0)[:, 0, 0], self.batch)
 

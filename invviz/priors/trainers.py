@@ -18,20 +18,15 @@ from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.discriminator import Discriminator
-from ..training.loop import check_learning_rate
+from ..training.loop import batch_images, check_learning_rate
 from .generators import ImageGenerator
 
 Features = Callable[[torch.Tensor], torch.Tensor]
 
 
 def _images(batch: Any) -> torch.Tensor:
-    """The images of a batch (a tensor, or the first item of a tuple), checked: float `(B, C, H, W)` in [0, 1]."""
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise DataError(f"training batches must be images (B, C, H, W) (or (images, labels)); got {got}")
-    if not x.dtype.is_floating_point:
-        raise DataError(f"training images must be floats in [0, 1]; got dtype {x.dtype} (divide uint8 by 255)")
+    """The images of a batch (see :func:`invviz.training.batch_images`), grey ones repeated to RGB."""
+    x = batch_images(batch, check_range=False)
     return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 

@@ -4,6 +4,6 @@ schedules. Checkpoint files are written and read by :mod:`invviz.io`."""
 
 from . import distributed, schedule
 from .discriminator import Discriminator
-from .loop import check_learning_rate, check_positive_int, fit
+from .loop import batch_images, check_learning_rate, check_positive_int, fit
 
-__all__ = ["fit", "check_learning_rate", "check_positive_int", "Discriminator", "distributed", "schedule"]
+__all__ = ["fit", "batch_images", "check_learning_rate", "check_positive_int", "Discriminator", "distributed", "schedule"]

@@ -60,6 +60,30 @@ def check_learning_rate(lr: object, name: str = "lr") -> float:
     return float(lr)
 
 
+def batch_images(batch: Any, *, channels: int | None = None, size: tuple[int, int] | None = None,
+                 check_range: bool = True) -> torch.Tensor:
+    """The images of a training batch (a tensor, or the first item of `(images, labels)`), checked: float
+    `(B, C, H, W)` with values in [0, 1] (and `channels` / `size` where given); a :class:`DataError` that names the
+    fix otherwise."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"training batches must be images (B, C, H, W) or (images, labels); got {got}")
+    if not x.dtype.is_floating_point:
+        raise DataError(f"training images must be floats in [0, 1]; got dtype {x.dtype} (divide uint8 by 255)")
+    if channels is not None and x.shape[1] != channels:
+        raise DataError(f"training images have {x.shape[1]} channel(s); the model takes {channels}")
+    if size is not None and tuple(x.shape[2:]) != tuple(size):
+        raise DataError(f"training images are {tuple(x.shape[2:])} px but {tuple(size)} are needed; resize the data"
+                        f" (invviz.data.image_folder(path, size=...)) or build the model for this size")
+    if check_range:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1 or not math.isfinite(lo + hi):
+            hint = " — they look normalized: pass images in [0, 1]" if lo < -0.05 else ""
+            raise DataError(f"training images must lie in [0, 1]; got values in [{lo:.3g}, {hi:.3g}]{hint}")
+    return x
+
+
 def fit(
     step_fn: StepFn,
     loader: Iterable[Any],
