@@ -129,7 +129,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs (fractions allowed)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--align-steps", type=int, default=1)
+    ap.add_argument("--align-steps", type=int, default=2)
     ap.add_argument("--preserve", default="auto", choices=["auto", "projection", "distill"])
     ap.add_argument("--trainable", default="encoder", choices=["encoder", "all", "lora"])
     ap.add_argument("--lora-rank", type=int, default=8)

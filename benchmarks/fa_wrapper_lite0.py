@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--align-steps", type=int, default=1)
+    ap.add_argument("--align-steps", type=int, default=2)
     ap.add_argument("--preserve", default="auto", choices=["auto", "projection", "distill"])
     ap.add_argument("--trainable", default="encoder", choices=["encoder", "all", "lora"])
     ap.add_argument("--distill", type=float, default=1.0)

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     ali.add_argument("--epochs", type=_positive_int, default=1, help="passes over the data")
     ali.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
     ali.add_argument("--batch", type=_positive_int, default=16, help="global batch size (split over ranks)")
-    ali.add_argument("--align-steps", type=_positive_int, default=1, help="alignment steps T of the decoder")
+    ali.add_argument("--align-steps", type=_positive_int, default=2, help="alignment steps T of the decoder")
     ali.add_argument("--preserve", default="auto", choices=["auto", "projection", "distill"],
                      help="how predictions are kept: an exact projection (affine heads) or distillation")
     ali.add_argument("--trainable", default="encoder", choices=["encoder", "all", "lora"],

@@ -67,3 +67,10 @@ def test_bad_options_are_argparse_errors_and_help_shows_defaults(capsys):
     text = subprocess.run([sys.executable, "-m", "invviz", "visualize", "--help"], capture_output=True, text=True,
                           env={**os.environ}).stdout
     assert "(default: 512)" in text and "(default: 0.05)" in text
+
+
+def test_cli_defaults_are_the_library_defaults():
+    from invviz.align.wrapper import ALIGN_STEPS
+
+    args = build_parser().parse_args(["align", "resnet18", "--data", "chelsea"])
+    assert args.align_steps == ALIGN_STEPS

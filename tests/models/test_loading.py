@@ -53,8 +53,16 @@ def test_offline_download_failure_says_what_to_do(monkeypatch):
 
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
-    with pytest.raises(PretrainedWeightsError, match=r"pretrained=False.*checkpoint="):
+    monkeypatch.setattr("invviz.models.loading._online", lambda host, timeout=1.5: True)  # reachable, then fails
+    with pytest.raises(PretrainedWeightsError, match=r"pretrained=False.*checkpoint=.*--no-pretrained"):
         invviz.load_model("resnet18")
+    monkeypatch.setattr("invviz.models.loading._online", lambda host, timeout=1.5: False)  # offline: no attempt
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsError, match="not reachable"):
+        invviz.load_model("resnet18")
+    assert time.perf_counter() - start < 10
 
 
 def test_torchvision_source_and_preprocessing():
