@@ -88,14 +88,16 @@ def main() -> None:
     n_units = sum(len(v["units"]) for v in index["layers"].values())
     s2, m2 = timed([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
                     "-m", "invviz", "atlas", *common, "--out", str(two)], {**env, "OMP_NUM_THREADS": "1"})
-    same = digest(one) == digest(two)
+    d1, d2 = digest(one), digest(two)
+    same = d1 == d2
+    differing = sorted(f for f in set(d1) | set(d2) if d1.get(f) != d2.get(f))
     shot = ROOT / "assets" / "atlas_lite0_blocks4.png"
     screenshot(one, shot)
     summary = {"command": "python benchmarks/atlas_lite0.py " + " ".join(f"--{k} '{v}'" for k, v in vars(args).items()
                                                                          if v and k not in ("out", "work")),
                "units": n_units, "one_process": {"seconds": s1, "units_per_second": n_units / s1, "peak_mib": m1},
                "two_gloo_processes": {"seconds": s2, "units_per_second": n_units / s2, "peak_mib_per_process": m2},
-               "same_files": same, "screenshot": str(shot.relative_to(ROOT))}
+               "same_files": same, "differing_files": differing, "screenshot": str(shot.relative_to(ROOT))}
     write_json(ROOT / args.out, summary)
     print(json.dumps(summary, indent=1))
 

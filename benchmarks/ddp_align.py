@@ -1,6 +1,7 @@
 """Data-parallel feature alignment on CPU: `invviz align` in one process against the same command under
 `torchrun --nproc_per_node 2` (gloo on loopback), the same global batches. Reports the wall time of both, the largest
-difference of the per-step losses and of the final weights.
+difference of the per-step losses and of the final weights, and the distance between the two fine-tuned weights
+relative to how far fine-tuning moved them.
 
     python benchmarks/ddp_align.py                        # ~5 min on 2 CPU cores
 
@@ -61,8 +62,18 @@ def main() -> None:
     a, b = runs["1 process"], runs["2 gloo processes"]
     result["max_loss_relative_difference"] = max(abs(x - y) / max(abs(x), 1e-12)
                                                  for x, y in zip(a["losses"], b["losses"]))
+    result["first_step_loss_relative_difference"] = abs(a["losses"][0] - b["losses"][0]) / abs(a["losses"][0])
     result["max_weight_difference"] = max(float((a["weights"][k].double() - b["weights"][k].double()).abs().max())
                                           for k in a["weights"] if torch.is_floating_point(a["weights"][k]))
+    # how far apart the two fine-tunings are, relative to how far each moved from the original weights
+    import invviz
+
+    start = {"model." + k: v for k, v in invviz.load_model("tf_efficientnet_lite0").state_dict().items()}
+    keys = [k for k in a["weights"] if k in start and torch.is_floating_point(start[k])]
+    moved = sum(float(((a["weights"][k].double() - start[k].double()) ** 2).sum()) for k in keys) ** 0.5
+    apart = sum(float(((a["weights"][k].double() - b["weights"][k].double()) ** 2).sum()) for k in keys) ** 0.5
+    result["update_norm"] = moved
+    result["difference_over_update_norm"] = apart / moved
     result["same_number_of_steps"] = len(a["losses"]) == len(b["losses"]) == args.steps
     write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in runs}, indent=1, default=str)[:2000])

@@ -297,14 +297,15 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--units", type=units, default=None, help="units of every layer, e.g. 0-31 (default: all)")
     p.add_argument("--data", default="photos", help="image folder for dataset examples, 'photos' (the bundled"
                                                     " photos) or 'none'")
-    p.add_argument("--steps", type=_positive_int, default=256, help="render steps per unit")
+    p.add_argument("--steps", type=_positive_int, default=384, help="render steps per unit")
     p.add_argument("--size", type=_positive_int, default=128, help="render size in px")
     p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
     p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    p.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
-    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="Adam's rate over steps")
-    p.add_argument("--transforms", default="standard", choices=["standard", "fused", "none"],
-                   help="random transforms each step")
+    p.add_argument("--lr", type=_positive_float, default=0.1, help="Adam learning rate")
+    p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"], help="Adam's rate over steps")
+    p.add_argument("--transforms", default="fused", choices=["standard", "fused", "none"],
+                   help="random transforms each step (Lucid's recipe: --lr 0.05 --lr-schedule constant"
+                        " --transforms standard --steps 512)")
     p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
     p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
