@@ -3,7 +3,7 @@
 difference of the per-step losses and of the final weights, and the distance between the two fine-tuned weights
 relative to how far fine-tuning moved them.
 
-    python benchmarks/ddp_align.py                        # ~5 min on 2 CPU cores
+    python benchmarks/ddp_align.py                        # ~1 min on 2 CPU cores
 
 The 1-process run uses both cores (2 threads); each of the 2 processes uses one. Model: the embedded Lite0, latent
 `blocks.4`, 96 px crops of the bundled photo `chelsea`, global batch 8.
@@ -22,6 +22,7 @@ import time
 
 import torch
 
+import invviz
 from invviz.io import load_checkpoint_state, write_json
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -66,8 +67,6 @@ def main() -> None:
     result["max_weight_difference"] = max(float((a["weights"][k].double() - b["weights"][k].double()).abs().max())
                                           for k in a["weights"] if torch.is_floating_point(a["weights"][k]))
     # how far apart the two fine-tunings are, relative to how far each moved from the original weights
-    import invviz
-
     start = {"model." + k: v for k, v in invviz.load_model("tf_efficientnet_lite0").state_dict().items()}
     keys = [k for k in a["weights"] if k in start and torch.is_floating_point(start[k])]
     moved = sum(float(((a["weights"][k].double() - start[k].double()) ** 2).sum()) for k in keys) ** 0.5

@@ -90,6 +90,7 @@ def _done(out_dir: str, layer: str, unit: int) -> bool:
         return False
     return True
 
+
 # The default recipe, chosen by `benchmarks/bench_atlas_vs_lucent.py` (time to lucent's 512-step quality)
 ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = 384, 0.1, "cosine", "fused"
 
