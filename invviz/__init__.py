@@ -2,24 +2,48 @@
 
 The verbs: :func:`visualize`, :func:`invert`, :func:`accentuate`, :func:`factorize`, :func:`top_units`,
 :func:`load_model`, :func:`list_layers`.
+
+Names load on first use (PEP 562), so `import invviz` and the command line's `--help` do not wait for torch.
 """
 
-from ._compat import ensure_torchvision_importable
+from __future__ import annotations
 
-ensure_torchvision_importable()
-
-from . import align, data, errors, ifv, io, metrics, models, optvis, plotting, priors, training  # noqa: E402
-from .atlas import Atlas, atlas  # noqa: E402
-from .attribution import UnitAttribution, top_units  # noqa: E402
-from .errors import InvvizError  # noqa: E402
-from .inversion import Inversion, invert  # noqa: E402
-from .models import Capture, Preprocessing, Probe, list_layers, load_model, preprocessing_of  # noqa: E402
-from .optvis import Factorization, RenderResult, accentuate, factorize, visualize  # noqa: E402
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+_SUBMODULES = ("align", "data", "errors", "ifv", "io", "metrics", "models", "optvis", "plotting", "priors",
+               "training")
+_NAMES = {
+    "atlas": ".microscope", "Atlas": ".microscope",
+    "top_units": ".attribution", "UnitAttribution": ".attribution",
+    "InvvizError": ".errors",
+    "invert": ".inversion", "Inversion": ".inversion",
+    "Capture": ".models", "Preprocessing": ".models", "Probe": ".models", "list_layers": ".models",
+    "load_model": ".models", "preprocessing_of": ".models",
+    "visualize": ".optvis", "accentuate": ".optvis", "factorize": ".optvis", "Factorization": ".optvis",
+    "RenderResult": ".optvis",
+}
+
 __all__ = [
-    "visualize", "invert", "atlas", "Atlas", "accentuate", "factorize", "Factorization", "load_model", "list_layers", "top_units", "Capture", "Probe", "Preprocessing",
-    "preprocessing_of", "RenderResult", "Inversion", "UnitAttribution", "InvvizError", "align", "data", "errors",
-    "ifv", "io", "metrics", "models", "optvis", "plotting", "priors", "training", "__version__",
+    "visualize", "invert", "atlas", "Atlas", "accentuate", "factorize", "Factorization", "load_model", "list_layers",
+    "top_units", "Capture", "Probe", "Preprocessing", "preprocessing_of", "RenderResult", "Inversion",
+    "UnitAttribution", "InvvizError", *_SUBMODULES, "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES or name in _NAMES:
+        if name != "errors":
+            from ._compat import ensure_torchvision_importable
+
+            ensure_torchvision_importable()
+        if name in _SUBMODULES:
+            return importlib.import_module(f".{name}", __name__)
+        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+    raise AttributeError(f"module 'invviz' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -71,6 +71,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download), drawn from --seed")
     p.add_argument("--checkpoint", default=None, help="state dict file to load instead of downloading weights")
     p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --no-pretrained weights and of the run's randomness")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -78,15 +80,22 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False) or "default" in text or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or "default" in text or action.default is argparse.SUPPRESS:
             return text
         return super()._get_help_string(action)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = _Help
     parser = argparse.ArgumentParser(prog="invviz", formatter_class=fmt, description=(
         "See what units of a pretrained network respond to, and go back from its features to images."))
+    parser.add_argument("--version", action="version", version=f"invviz {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     lay = sub.add_parser("layers", help="list a model's layers with output shapes and layouts", formatter_class=fmt)
@@ -106,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--transforms", default="standard", choices=["standard", "none"],
                      help="random transforms each step (Lucid's standard set, or none)")
     vis.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
-    vis.add_argument("--seed", type=int, default=0, help="seed of the initial image and the transforms")
+    vis.add_argument("--redirected-relu", type=int, default=0, metavar="N",
+                     help="let gradient through ReLUs that are off during the first N steps (units that never"
+                          " activate otherwise stay grey)")
     vis.add_argument("--no-progress", action="store_true", help="no progress bar")
     vis.add_argument("--out", default="invviz.png", help="output PNG path")
 
@@ -137,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
     inv.add_argument("--checkpoint", default=None, help="state dict file for the model")
     inv.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
+    inv.add_argument("--seed", type=int, default=0, help="seed of --no-pretrained weights and of the optimization")
+    inv.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     inv.add_argument("--layer", default=None, help="layer to invert (default: the model's stride-8 stage)")
     inv.add_argument("--size", type=_size, default=None, help="image size (default: 128, or the wrapper's)")
     inv.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default 300)")
@@ -210,7 +223,7 @@ def _run(args) -> int:
         unit = args.unit if len(args.unit) > 1 else args.unit[0]
         result = visualize(model, args.layer, unit, steps=args.steps, size=args.size, batch=args.batch,
                            param=args.param, transforms=args.transforms, lr=args.lr, seed=args.seed,
-                           progress=not args.no_progress)
+                           redirected_relu=args.redirected_relu, progress=not args.no_progress)
         path = result.save(args.out)
         final = ", ".join(f"{v:.4g}" for v in result.final.tolist())
         print(f"wrote {path}: {args.model} {args.layer} unit(s) {args.unit}, objective {final},"
@@ -244,7 +257,7 @@ def _align(args) -> int:
         data = torch.utils.data.DataLoader(crops, batch_size=args.batch, shuffle=True, generator=torch.Generator())
     else:
         raise DatasetNotFoundError(f"--data {args.data!r} is neither a folder nor a bundled photo")
-    hist = train_aligned(wrapper, data, epochs=args.epochs, max_steps=args.steps, lr=args.lr,
+    hist = train_aligned(wrapper, data, epochs=args.epochs, max_steps=args.steps, lr=args.lr, seed=args.seed,
                          checkpoint=args.train_checkpoint, resume=not args.no_resume, progress=not args.no_progress)
     if ddp.is_main():
         config = {**wrapper.config(), "model": args.model, "pretrained": not args.no_pretrained,
@@ -306,7 +319,6 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--transforms", default="fused", choices=["standard", "fused", "none"],
                    help="random transforms each step (Lucid's recipe: --lr 0.05 --lr-schedule constant"
                         " --transforms standard --steps 512)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the renders (and of --no-pretrained weights)")
     p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
     p.add_argument("--kind", default="channel", choices=["channel", "neuron"], help="a unit's objective")
@@ -316,7 +328,7 @@ def add_atlas_parser(sub, fmt) -> None:
 
 
 def run_atlas(args) -> int:
-    from .atlas import atlas
+    from .microscope import atlas
     from .training import distributed as ddp
 
     ddp.setup()
@@ -338,14 +350,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import InvvizError
 
     args = build_parser().parse_args(argv)
+    if not getattr(args, "debug", False):
+        import warnings
+
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"invviz: warning: {message}\n"
     try:
         return _run(args)
-    except InvvizError as err:
-        print(f"invviz: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("invviz: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - every error is one line (the traceback with --debug)
+        if getattr(args, "debug", False):
+            raise
+        kind = "error" if isinstance(err, InvvizError) else f"unexpected {type(err).__name__}"
+        text = " ".join(str(err).split()) or type(err).__name__
+        hint = "" if isinstance(err, InvvizError) else " (run again with --debug for the traceback)"
+        print(f"invviz: {kind}: {text}{hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

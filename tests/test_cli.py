@@ -71,7 +71,7 @@ def test_bad_options_are_argparse_errors_and_help_shows_defaults(capsys):
 
 def test_cli_defaults_are_the_library_defaults():
     from invviz.align.wrapper import ALIGN_STEPS
-    from invviz.atlas import ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_STEPS, ATLAS_TRANSFORMS
+    from invviz.microscope import ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_STEPS, ATLAS_TRANSFORMS
 
     args = build_parser().parse_args(["align", "resnet18", "--data", "chelsea"])
     assert args.align_steps == ALIGN_STEPS

@@ -17,13 +17,25 @@ from ..errors import ObjectiveError
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 INITS = ("zeros", "uniform", "gaussian")
+INPUT_CLAMP = 0.01
 
 
-def check_schedule(steps: int, tau: float) -> None:
-    if not isinstance(steps, int) or steps < 1:
+def check_schedule(steps: int, tau: float | torch.Tensor) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ObjectiveError(f"feature alignment needs steps T >= 1; got {steps!r}")
-    if not tau > 0:
+    if torch.is_tensor(tau):
+        if tau.dim() > 1 or (tau.dim() == 1 and len(tau) == 0) or not bool((tau > 0).all()):
+            raise ObjectiveError(f"the alignment step sizes must be a number or a 1-D tensor of numbers > 0; got {tau}")
+    elif not tau > 0:
         raise ObjectiveError(f"the alignment step size tau must be > 0; got {tau!r}")
+
+
+def step_size(tau: float | torch.Tensor, t: int) -> float | torch.Tensor:
+    """The step size of step `t`: one number for every step, or `tau[t]` from a per-step tensor (its last entry for
+    steps past its end)."""
+    if torch.is_tensor(tau) and tau.dim() == 1:
+        return tau[min(t, len(tau) - 1)]
+    return tau
 
 
 def initial_input(shape: tuple[int, ...], init: str = "zeros", *, device: torch.device | str = "cpu",
@@ -38,28 +50,34 @@ def initial_input(shape: tuple[int, ...], init: str = "zeros", *, device: torch.
     raise ObjectiveError(f"unknown r_0 init {init!r}; use one of {INITS}")
 
 
-def align(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], *, steps: int = 1, tau: float = 1.0,
-          init: str = "zeros", create_graph: bool = False, rng: torch.Generator | None = None,
-          r0: torch.Tensor | None = None) -> torch.Tensor:
-    """The alignment steps: `r_T` (pre-sigmoid) whose latent `E(r_T)` approaches `z (B, ...)`.
+def align(encoder: Encoder, z: torch.Tensor, shape: tuple[int, ...], *, steps: int = 1,
+          tau: float | torch.Tensor = 1.0, init: str = "zeros", create_graph: bool = False,
+          rng: torch.Generator | None = None, r0: torch.Tensor | None = None,
+          link: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The alignment steps, the one loop of invviz's feature alignment: `r_T` whose latent approaches `z (B, ...)`.
 
-    `shape` is the input shape `(B, C, H, W)`; `create_graph=True` keeps the graph for training.
+    From `r_0` (`init`, or `r0` given), T steps `r <- r - tau_t dL/dr` with `L = 1/2 |z - E(link(r))|^2`; `tau` is one
+    number or a per-step tensor `(T,)` (differentiable: a learned schedule). `link` maps `r` to the encoder's input
+    (the wrapper decodes in logit space: `torch.sigmoid`; the paper's models: none). `shape` is the input shape
+    `(B, C, H, W)`; `create_graph=True` keeps the graph for training.
     """
     check_schedule(steps, tau)
     r = initial_input(shape, init, device=z.device, dtype=z.dtype, rng=rng) if r0 is None else r0
-    if not r.requires_grad:
-        r = r.requires_grad_(True)
-    for _ in range(steps):
+    if not create_graph:
+        r = r.detach()
+    for t in range(steps):
+        if not r.requires_grad:
+            r = r.requires_grad_(True)
         with torch.enable_grad():
-            zr = encoder(r)
+            zr = encoder(r if link is None else link(r))
             if zr.shape != z.shape:
                 raise ObjectiveError(f"the latent of the input has shape {tuple(zr.shape)} but the target latent has"
                                      f" {tuple(z.shape)}; pass a latent of the encoder's size")
             loss = 0.5 * ((z - zr) ** 2).sum()
             (g,) = torch.autograd.grad(loss, r, create_graph=create_graph)
-        r = r - tau * g
+        r = r - step_size(tau, t) * g
         if not create_graph:
-            r = r.detach().requires_grad_(True)
+            r = r.detach()
     return r
 
 
@@ -73,12 +91,17 @@ def fa_loss(encoder: Encoder, x: torch.Tensor, *, steps: int = 1, tau: float = 1
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The FA reconstruction loss `mean_b |x_b - r_hat_b|^2` (summed over pixels), with the latent `z = E(x)` and
     `r_hat`; differentiable in the encoder's weights through the alignment steps."""
-    x = x.clamp(0.01, 0.99)  # the authors' input clamp
+    x = clamp_input(x)
     z = encoder(x) if z is None else z
     r = align(encoder, z, tuple(x.shape), steps=steps, tau=tau, init=init, create_graph=True, rng=rng)
     r_hat = torch.sigmoid(r)
     loss = ((x - r_hat) ** 2).flatten(1).sum(1).mean()
     return loss, z, r_hat
+
+
+def clamp_input(x: torch.Tensor) -> torch.Tensor:
+    """The authors' input clamp to [0.01, 0.99]: images whose logits are finite."""
+    return x.clamp(INPUT_CLAMP, 1 - INPUT_CLAMP)
 
 
 def orthogonal_init_(module: nn.Module) -> nn.Module:

@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import ObjectiveError
 from ..models.loading import model_device
 from ..training.discriminator import Discriminator
-from .core import clamp_weights_, decode, fa_loss
+from .core import clamp_input, clamp_weights_, decode, fa_loss
 from .models import with_class_logits
 
 
@@ -49,7 +49,7 @@ def vfa_loss(encoder: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = 
     Returns `loss`, `recon`, `kl` (batch means), and `r_hat`, `mu`, `logvar`, `logits` for the caller.
     """
     _variational(encoder)
-    x = x.clamp(0.01, 0.99)
+    x = clamp_input(x)
     mu, logvar, logits = encoder.heads(x)
     z = with_class_logits(mu + torch.randn_like(mu) * torch.exp(0.5 * logvar), logits)
     recon, _, r_hat = fa_loss(encoder, x, steps=steps, tau=tau, init=init, z=z)
@@ -85,7 +85,7 @@ def prior_latent(encoder: nn.Module, n: int, *, classes: Sequence[int] | torch.T
 def mean_latent(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The latent of `x` without sampling noise: `mu` (and the class logits) — what reconstruction decodes."""
     _variational(encoder)
-    mu, _, logits = encoder.heads(x.clamp(0.01, 0.99))
+    mu, _, logits = encoder.heads(clamp_input(x))
     return with_class_logits(mu, logits)
 
 
@@ -134,7 +134,7 @@ class VFAGAN(nn.Module):
 
     def losses(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Eq. 6-8 on a batch: `encoder`, `generator`, `discriminator` losses (each to update its own network)."""
-        x = x.clamp(0.01, 0.99)
+        x = clamp_input(x)
         vfa = vfa_loss(self.encoder, x, labels, steps=self.steps, tau=self.tau)
         fake = self.refiner(vfa["r_hat"].detach())
         adversarial = ((1 - self.discriminator(fake)) ** 2).mean()

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..errors import CheckpointError, LayerNotFoundError, ModelTypeError, ObjectiveError, SettingError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
+from ..models.activations import double_differentiable, leaky_gradients
 from ..models.capture import resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
 from ..models.probe import Probe, check_model, image_size, model_dtype, resolve_preprocessing
@@ -44,7 +45,7 @@ from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.loop import batch_images, check_learning_rate, check_positive_int
-from .core import check_schedule, initial_input
+from .core import align, check_schedule, clamp_input, initial_input
 
 PRESERVE = ("auto", "projection", "distill")
 TRAINABLE = ("encoder", "all", "lora")
@@ -108,6 +109,9 @@ def _grid_of(row) -> int:
     return row.shape[1] * row.shape[2]
 
 
+DECODER_LR = 0.01  # Adam's rate for r_0 and the log step sizes (benchmarks/fa_wrapper_lite0.py)
+LEAK = 0.1  # the gradient ReLUs pass where they are off, while decoding (benchmarks/fa_wrapper_lite0.py)
+MIN_STEP = 0.1  # the smallest first step calibrate() sets, as a fraction of the error (benchmarks/fa_wrapper_lite0.py)
 ALIGN_STEPS = 2  # T: chosen by benchmarks/fa_wrapper_fashion.py (rows A1 and A5)
 
 
@@ -141,7 +145,7 @@ class FeatureAligned(nn.Module):
                  learn_tau: bool = True, init: str = "zeros", init_scale: float = 0.1, learn_r0: bool = True,
                  seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = "auto",
                  trainable: str = "encoder", lora_rank: int = 8, preprocessing: Preprocessing | None = None,
-                 layouts: dict[str, str] | None = None) -> None:
+                 layouts: dict[str, str] | None = None, leak: float = LEAK) -> None:
         super().__init__()
         model = check_model(model)
         check_schedule(steps, tau)
@@ -161,6 +165,9 @@ class FeatureAligned(nn.Module):
         object.__setattr__(self, "_teacher", teacher)  # not a submodule: not trained, not saved
         self.normalize = Normalize(self.prep)
         self.steps, self.init = steps, init
+        if not (isinstance(leak, (int, float)) and 0 <= leak <= 1):
+            raise SettingError(f"leak must be a number in [0, 1] (the gradient ReLUs pass where off); got {leak!r}")
+        self.leak = float(leak)
         self.size = self.prep.input_size[1:] if size is None else image_size(size)
         self.size = (int(self.size[0]), int(self.size[1]))
         self.channels = int(self.prep.input_size[0])
@@ -334,26 +341,19 @@ class FeatureAligned(nn.Module):
         return self.r0.expand(batch, -1, -1, -1)
 
     def align_steps(self, enc, z: torch.Tensor, *, create_graph: bool, steps: int | None = None) -> torch.Tensor:
-        """T alignment steps from `r_0` towards latent `z (B, d)`; returns `r_T` (pre-sigmoid)."""
+        """T alignment steps (:func:`invviz.align.align`, in logit space) from `r_0` towards latent `z (B, d)` with
+        the learned per-step sizes and leaky activation gradients; returns `r_T` (pre-sigmoid)."""
         n = self.steps if steps is None else steps
         check_positive_int(n, "steps")
-        taus = self.taus
-        r = self.start(z.shape[0])
-        if not create_graph:
-            r = r.detach()
-        for t in range(n):
-            if not r.requires_grad:
-                r = r.requires_grad_(True)
-            with torch.enable_grad():
-                zr = enc(torch.sigmoid(r))
-                if zr.shape != z.shape:
-                    raise ObjectiveError(f"the latent of the input has shape {tuple(zr.shape)} but the target latent"
-                                         f" has {tuple(z.shape)}; pass a latent of the encoder's size")
-                (g,) = torch.autograd.grad(0.5 * ((z - zr) ** 2).sum(), r, create_graph=create_graph)
-            r = r - taus[min(t, len(taus) - 1)] * g
-            if not create_graph:
-                r = r.detach()
-        return r
+        with self.decoding():
+            return align(enc, z, (z.shape[0], self.channels, *self.size), steps=n, tau=self.taus,
+                         r0=self.start(z.shape[0]), create_graph=create_graph, link=torch.sigmoid)
+
+    @contextlib.contextmanager
+    def decoding(self) -> Iterator[None]:
+        """The networks as the alignment steps see them: ReLUs pass `leak` times the gradient where they are off."""
+        with leaky_gradients(self.model, self.leak), leaky_gradients(self._teacher, self.leak):
+            yield
 
     def decode(self, z: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Images `(B, C, H, W)` in (0, 1) whose latent aligns with `z (B, d)`."""
@@ -381,13 +381,13 @@ class FeatureAligned(nn.Module):
     # -- training -------------------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, *, distill_weight: float = 1.0, recon_weight: float = 1.0,
                feature_weight: float = 0.0, anchor_weight: float = 0.0) -> dict[str, torch.Tensor]:
-        """The training losses on a batch in [0, 1]: FA reconstruction (per-image sum of squares, batch mean), KL
+        """The training losses on a batch in [0, 1]: FA reconstruction (mean squared error per pixel), KL
         distillation to the original's outputs (distill mode), a feature loss at the latent, an L2-SP anchor."""
-        x = images.clamp(0.01, 0.99)  # the authors' input clamp
+        x = clamp_input(images)
         with self.encoder(with_output=True, train=True) as enc:
             z, logits = enc(x)
             r = self.align_steps(lambda im: enc(im)[0], z, create_graph=True)
-        recon = ((x - torch.sigmoid(r)) ** 2).flatten(1).sum(1).mean()
+        recon = ((x - torch.sigmoid(r)) ** 2).mean()  # per pixel: the same scale at any size, batch and latent
         total = recon_weight * recon
         out = {"recon": recon.detach()}
         if self.preserve == "distill" and distill_weight:
@@ -416,22 +416,33 @@ class FeatureAligned(nn.Module):
                 yield p, original[name].to(p.device)
 
     @torch.no_grad()
-    def calibrate(self, images: torch.Tensor) -> float:
-        """Set the step sizes by a line search on `images`: for each step in turn, the `tau` (on a log grid over
-        eight decades) with the lowest reconstruction error. Returns the error after."""
-        x = images.clamp(0.01, 0.99)
+    def calibrate(self, images: torch.Tensor, *, min_step: float = MIN_STEP) -> float:
+        """Set the decoder's start before training, on a batch of `images`: `r_0` to the batch's mean colour (when
+        `r_0` is learned), then each step size in turn to the least-squares step towards the images in logit space,
+        but never a step whose size is below `min_step` times the remaining error (RMS in logit space).
+
+        The floor matters: on a network whose gradient does not yet point at the image (any pretrained ImageNet
+        model), the best step is ~0, and a decoder whose steps are ~0 sends the encoder no training signal; the
+        floor keeps the steps large enough to learn from. Returns the mean squared error after the steps.
+        """
+        x = clamp_input(images)
+        target = torch.logit(x)
+        if self.r0.requires_grad:
+            self.r0.copy_(torch.logit(x.mean((0, 2, 3), keepdim=True)).expand_as(self.r0))
         with self.encoder() as enc:
             z = enc(x)
-            best = None
+        r = self.start(x.shape[0]).detach()
+        with self.encoder() as enc, self.decoding():
             for t in range(self.steps):
-                errors = []
-                for log_tau in torch.linspace(math.log(1e-4), math.log(1e4), 33):
-                    self.log_tau[t] = log_tau
-                    r = self.align_steps(enc, z, create_graph=False, steps=t + 1)
-                    errors.append((float(((x - torch.sigmoid(r)) ** 2).mean()), float(log_tau)))
-                best = min(errors)
-                self.log_tau[t] = best[1]
-        return best[0] if best else float("nan")
+                with torch.enable_grad():
+                    rr = r.clone().requires_grad_(True)
+                    (g,) = torch.autograd.grad(0.5 * ((z - enc(torch.sigmoid(rr))) ** 2).sum(), rr)
+                residual = target - r
+                best = float((residual * -g).sum() / (g * g).sum().clamp(min=1e-30))
+                floor = min_step * float(residual.pow(2).mean().sqrt() / g.pow(2).mean().sqrt().clamp(min=1e-30))
+                self.log_tau[t] = math.log(max(best, floor, 1e-30))
+                r = r - self.taus[t] * g
+        return float(((x - torch.sigmoid(r)) ** 2).mean())
 
     # -- files ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -476,7 +487,7 @@ def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Ten
 def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,
                   max_steps: int | None = None, lr: float = 1e-3, distill_weight: float = 1.0,
                   recon_weight: float = 1.0, feature_weight: float = 0.0, anchor_weight: float = 0.0,
-                  batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
+                  decoder_lr: float = DECODER_LR, batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
                   resume: bool = True, amp: bool | None = None, progress: bool = True, seed: int = 0,
                   calibrate: bool = True) -> list[dict[str, float]]:
     """Fine-tune `wrapper` on images in [0, 1]: any DataLoader of tensors or `(images, labels)`, or an image folder.
@@ -491,6 +502,7 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
         raise ModelTypeError(f"train_aligned trains an invviz.align.FeatureAligned; wrap your model first:"
                              f" FeatureAligned(model); got {type(wrapper).__name__}")
     lr = check_learning_rate(lr)
+    decoder_lr = check_learning_rate(decoder_lr, "decoder_lr")
     for name, w in (("distill_weight", distill_weight), ("recon_weight", recon_weight),
                     ("feature_weight", feature_weight), ("anchor_weight", anchor_weight)):
         if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
@@ -503,10 +515,13 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
         data = image_folder(data, size=wrapper.size, batch_size=batch_size, channels=wrapper.channels, seed=seed)
     device = model_device(wrapper.model)
     amp = device.type == "cuda" if amp is None else amp
-    params = [p for p in wrapper.parameters() if p.requires_grad]
-    if not params:
+    decoder = [p for p in (wrapper.r0, wrapper.log_tau) if p.requires_grad]
+    network = [p for p in wrapper.model.parameters() if p.requires_grad]
+    if not decoder + network:
         raise SettingError("the wrapper has nothing to train (every parameter is frozen)")
-    opt = torch.optim.Adam(params, lr=lr, betas=(0.5, 0.999))
+    # r_0 and the step sizes live on their own scales (logits, log step sizes): their own learning rate
+    groups = [g for g in ({"params": network, "lr": lr}, {"params": decoder, "lr": decoder_lr}) if g["params"]]
+    opt = torch.optim.Adam(groups, betas=(0.5, 0.999))
     resuming = checkpoint is not None and resume and os.path.exists(checkpoint)
 
     def step(batch: Any, i: int) -> dict[str, torch.Tensor]:
@@ -526,7 +541,8 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     modes = [(m, m.training) for m in wrapper.modules()]
     wrapper.eval()  # BatchNorm statistics and dropout stay fixed while fine-tuning
     try:
-        with sdpa_kernel([SDPBackend.MATH]):
+        with sdpa_kernel([SDPBackend.MATH]), double_differentiable(wrapper.model), \
+                double_differentiable(wrapper.teacher):
             return fit(step, data, modules={"wrapper": wrapper}, optimizers={"adam": opt}, epochs=epochs,
                        max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
                        seed=seed, progress=progress, desc="feature alignment")

@@ -27,7 +27,10 @@ _PHOTO_FILES = [
 
 
 def _package_dir(name: str) -> str | None:
-    spec = importlib.util.find_spec(name)
+    try:
+        spec = importlib.util.find_spec(name)
+    except ImportError:
+        return None
     if spec is None or not spec.submodule_search_locations:
         return None
     return list(spec.submodule_search_locations)[0]
@@ -49,9 +52,12 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None) -> torch.Te
     with `size`, the centre square crop resized to it."""
     paths = photo_paths()
     if not isinstance(name, str) or name not in paths:
-        raise DatasetNotFoundError(f"no bundled photo {name!r}; available: {', '.join(paths) or 'none (install'}"
-                                   f"{'' if paths else ' scikit-image or matplotlib)'}. For your own file use"
-                                   " invviz.data.load_image(path)")
+        ships = {os.path.splitext(os.path.basename(rel))[0]: pkg for pkg, rel in _PHOTO_FILES}
+        pip = {"skimage": "scikit-image", "sklearn": "scikit-learn"}
+        hint = (f" ({name!r} ships with {pip.get(ships[name], ships[name])}: pip install"
+                f" {pip.get(ships[name], ships[name])})" if isinstance(name, str) and name in ships else "")
+        raise DatasetNotFoundError(f"no bundled photo {name!r}{hint}; available: {', '.join(paths) or 'none'}."
+                                   " For your own file use invviz.data.load_image(path)")
     return load_image(paths[name], size)
 
 

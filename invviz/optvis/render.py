@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -231,15 +232,37 @@ def render(
             final, _ = evaluate(image, image)
     if not torch.isfinite(final).all():
         raise NonFiniteError(f"the objective {objective!r} is NaN or infinite on the final image")
+    history = torch.stack(values).float().cpu()
+    _warn_if_stuck(history, objective, redirected_relu)
     imp = None
     if importance and acc is not None:
         imp = (acc / acc.flatten(1).amax(1).clamp(min=1e-30).view(-1, 1, 1, 1)).detach().cpu()
     return RenderResult(
-        images=image.detach().float().cpu(), history=torch.stack(values).float().cpu(),
+        images=image.detach().float().cpu(), history=history,
         final=final.detach().float().cpu(), snapshots=shots, objective=objective, seconds=seconds,
         monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v}, importance=imp,
         preprocessing=probe.preprocessing if probe is not None else preprocessing,
     )
+
+
+def _warn_if_stuck(history: torch.Tensor, objective: Objective, redirected_relu: int) -> None:
+    """Warn when batch elements' objectives never moved over the render, or were exactly zero at nearly every step
+    (a unit that never activates gets no gradient): their images stay near the start image, a flat grey square,
+    and say nothing about the unit."""
+    if history.shape[0] < 2:
+        return
+    spread = history.amax(0) - history.amin(0)
+    constant = spread <= 1e-6 * (1 + history.abs().amax(0))
+    silent = (history == 0).float().mean(0) >= 0.8
+    stuck = (constant | silent).nonzero().flatten().tolist()
+    if not stuck:
+        return
+    fixes = ("redirected_relu=N (CLI: --redirected-relu N) to let gradient through ReLUs that are off"
+             if not redirected_relu else "more redirected_relu steps")
+    warnings.warn(f"the objective {objective!r} stayed flat for batch element(s) {stuck} (unchanged, or exactly 0 at"
+                  " four steps in five): the unit does not respond to the image and gets no gradient, so its image"
+                  f" is close to the start image (a grey square). Try {fixes}, a layer after the activation, or"
+                  " another unit", stacklevel=3)
 
 
 def visualize(

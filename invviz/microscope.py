@@ -1,4 +1,4 @@
-"""`invviz.atlas`: every unit of chosen layers rendered into a browsable static site, with the dataset examples that
+"""`invviz.atlas` (this module, `invviz.microscope`): every unit of chosen layers rendered into a browsable static site, with the dataset examples that
 excite each unit most (OpenAI Microscope's view, for the user's own model).
 
 Units are rendered in fixed batches (the batch a unit falls in depends only on the layer's unit list and `batch`,
