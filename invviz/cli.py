@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="let gradient through ReLUs that are off during the first N steps (units that never"
                           " activate otherwise stay grey)")
     vis.add_argument("--no-progress", action="store_true", help="no progress bar")
-    vis.add_argument("--out", default="invviz.png", help="output PNG path")
+    vis.add_argument("--out", default="invviz.png", help="output image path (.png, or .jpg and other formats by suffix)")
 
     ali = sub.add_parser("align", formatter_class=fmt, help="fine-tune a model so that invviz.invert decodes its"
                                                              " latent with the model itself (works under torchrun)")
@@ -206,7 +207,7 @@ def _image(spec: str, size):
 def _run(args) -> int:
 
     from . import list_layers, visualize
-    from .io import check_writable
+    from .io import check_writable, image_format
 
     if args.command == "layers":
         table = list_layers(_load(args), size=args.size)
@@ -217,7 +218,8 @@ def _run(args) -> int:
     if args.command == "atlas":
         return run_atlas(args)
     if args.command == "visualize":
-        check_writable(args.out, "PNG")
+        check_writable(args.out, "image")
+        image_format(args.out)
         device = _device(args.device)
         model = _load(args).to(device)
         unit = args.unit if len(args.unit) > 1 else args.unit[0]
@@ -274,9 +276,10 @@ def _align(args) -> int:
 def _invert(args) -> int:
     from . import invert, load_model
     from .align import FeatureAligned
-    from .io import check_writable, load_checkpoint_state
+    from .io import check_writable, image_format, load_checkpoint_state
 
-    check_writable(args.out, "PNG")
+    check_writable(args.out, "image")
+    image_format(args.out)
     device = _device(args.device)
     if os.path.isfile(args.model):
         state = load_checkpoint_state(args.model)
@@ -347,26 +350,35 @@ def run_atlas(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+
     from .errors import InvvizError
 
     args = build_parser().parse_args(argv)
-    if not getattr(args, "debug", False):
-        import warnings
+    debug = getattr(args, "debug", False)
+    with warnings.catch_warnings(record=not debug) as caught:
+        if not debug:
+            warnings.simplefilter("always")
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            print("invviz: interrupted", file=sys.stderr)
+            return 130
+        except Exception as err:  # noqa: BLE001 - every error is one line (the traceback with --debug)
+            if debug:
+                raise
+            kind = "error" if isinstance(err, InvvizError) else f"unexpected {type(err).__name__}"
+            text = " ".join(str(err).split()) or type(err).__name__
+            hint = "" if isinstance(err, InvvizError) else " (run again with --debug for the traceback)"
+            print(f"invviz: {kind}: {text}{hint}", file=sys.stderr)
+            return 2
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught or () if _ours(w)):
+                print(f"invviz: warning: {' '.join(message.split())}", file=sys.stderr)
 
-        warnings.formatwarning = lambda message, category, *rest, **kw: f"invviz: warning: {message}\n"
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("invviz: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - every error is one line (the traceback with --debug)
-        if getattr(args, "debug", False):
-            raise
-        kind = "error" if isinstance(err, InvvizError) else f"unexpected {type(err).__name__}"
-        text = " ".join(str(err).split()) or type(err).__name__
-        hint = "" if isinstance(err, InvvizError) else " (run again with --debug for the traceback)"
-        print(f"invviz: {kind}: {text}{hint}", file=sys.stderr)
-        return 2
+
+def _ours(w: warnings.WarningMessage) -> bool:
+    """invviz's own warnings (and UserWarnings about the model), not other libraries' deprecation notices."""
+    return "invviz" in (w.filename or "") or issubclass(w.category, UserWarning) and "torch" not in (w.filename or "")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ INVERT_PARAM = "fft"
 INVERT_LR = 0.05
 INVERT_TV = 0.05
 INVERT_JITTER = 2
+INVERT_POLISH = 0.2  # the last fifth of the steps without shifts and total variation (see invert's docstring)
 
 
 @dataclasses.dataclass
@@ -49,6 +50,8 @@ class Inversion:
         originals: the input images when given (for :meth:`save`).
         seconds: wall time.
         preprocessing: the normalization the model was run with.
+        feature_error: `|f(reconstruction) - f(target)| / |f(target)|` per image at `layer`: near 0 when the
+            inversion converged (a reconstruction far from the input then means the layer does not keep it).
     """
 
     images: torch.Tensor
@@ -60,6 +63,7 @@ class Inversion:
     method: str = ""
     originals: torch.Tensor | None = None
     preprocessing: Preprocessing | None = None
+    feature_error: torch.Tensor | None = None
 
     def save(self, path: str | os.PathLike[str]) -> str:
         """Write a PNG (atomically): the inputs on the first row, the reconstructions below (or only those)."""
@@ -72,6 +76,7 @@ class Inversion:
     def __repr__(self) -> str:
         q = "" if self.psnr is None else f", psnr={float(self.psnr.mean()):.2f} dB"
         q += "" if self.ssim is None else f", ssim={float(self.ssim.mean()):.3f}"
+        q += "" if self.feature_error is None else f", feature_error={float(self.feature_error.mean()):.3g}"
         return (f"Inversion(images={tuple(self.images.shape)}, layer={self.layer!r}, method={self.method!r},"
                 f" latent={tuple(self.latent.shape)}{q})")
 
@@ -95,7 +100,8 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
         size: image size when only `latent` is given (default: the model's native input size).
         param, transforms, tv_weight, lr, seed: optimization-based inversion: parameterization, random transforms
             (`"default"`: shifts of up to 2 px; `"none"`), weight of the total-variation prior, Adam learning rate,
-            seed.
+            seed. The shifts and the prior help on natural CNN features but cap an exact inverse, so the last fifth
+            of the steps runs without them, from the image reached (for a parameterization given by name).
 
     Example:
         >>> from invviz.models.zoo import FashionResNet
@@ -123,10 +129,17 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
         hw = probe.native_size if size is None else image_size(size)
         z = check_latent(latent, latent_size(model, layer, hw), layer).to(probe.device)
     tf = [Translate(INVERT_JITTER)] if isinstance(transforms, str) and transforms == "default" else transforms
-    result = invert_features(model, layer, z, hw, steps=INVERT_STEPS if steps is None else steps, param=param,
-                             transforms=tf, tv_weight=tv_weight, lr=lr, seed=seed, channels=channels,
-                             progress=progress)
-    return _result(result.images, z, x, time.perf_counter() - start, layer, "optimization", result.preprocessing)
+    total = INVERT_STEPS if steps is None else steps
+    polish = int(round(INVERT_POLISH * total)) if (tf or tv_weight) and isinstance(param, str) else 0
+    result = invert_features(model, layer, z, hw, steps=total - polish or total, param=param, transforms=tf,
+                             tv_weight=tv_weight, lr=lr, seed=seed, channels=channels, progress=progress)
+    if polish and total - polish:
+        result = invert_features(model, layer, z, hw, steps=polish, param=param, init=result.images, lr=lr,
+                                 seed=seed, channels=channels, progress=progress)
+    with torch.no_grad(), probe:
+        error = relative_error(probe.latent(result.images.to(probe.device)), z)
+    return _result(result.images, z, x, time.perf_counter() - start, layer, "optimization", result.preprocessing,
+                   error)
 
 
 def _invert_aligned(model: FeatureAligned, image, latent, layer, steps, start) -> Inversion:
@@ -144,11 +157,19 @@ def _invert_aligned(model: FeatureAligned, image, latent, layer, steps, start) -
         want = model.encode(torch.full((1, model.channels, *model.size), 0.5, device=model.r0.device)).shape[1]
         z = check_latent(latent, want, model.layer).to(model.r0.device)
     out = model.decode(z, steps)
-    return _result(out, z, x, time.perf_counter() - start, model.layer, "feature alignment", model.prep)
+    with torch.no_grad():
+        error = relative_error(model.encode(out), z)
+    return _result(out, z, x, time.perf_counter() - start, model.layer, "feature alignment", model.prep, error)
+
+
+def relative_error(z_hat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """`|z_hat - z| / |z|` per image `(B,)`: how far the reconstruction's features are from the target's."""
+    z = z.to(z_hat.device, z_hat.dtype)
+    return ((z_hat - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1).clamp(min=1e-12)).detach().float().cpu()
 
 
 def _result(images: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, seconds: float, layer: str, method: str,
-            prep) -> Inversion:
+            prep, feature_error: torch.Tensor | None = None) -> Inversion:
     out = images.detach().float().cpu()
     if x is not None and x.shape != out.shape:
         raise SettingError(f"the reconstruction has shape {tuple(out.shape)} but the input {tuple(x.shape)}")
@@ -156,7 +177,7 @@ def _result(images: torch.Tensor, z: torch.Tensor, x: torch.Tensor | None, secon
     q_psnr = None if xc is None else psnr(xc, out).float()
     q_ssim = None if xc is None or min(out.shape[2:]) < 11 else ssim(xc, out).float()
     return Inversion(images=out, latent=z.detach().float().cpu(), psnr=q_psnr, ssim=q_ssim, seconds=seconds,
-                     layer=layer, method=method, originals=xc, preprocessing=prep)
+                     layer=layer, method=method, originals=xc, preprocessing=prep, feature_error=feature_error)
 
 
 __all__ = ["Inversion", "invert"]

@@ -89,7 +89,7 @@ def check_writable(path: PathLike, what: str = "output") -> str:
 
 
 def _suffix(what: str) -> str:
-    return {"PNG": ".png", "checkpoint": ".pt", "JSON": ".json"}.get(what, "")
+    return {"PNG": ".png", "image": ".png", "checkpoint": ".pt", "JSON": ".json"}.get(what, "")
 
 
 @contextlib.contextmanager
@@ -124,12 +124,31 @@ def write_json(path: PathLike, obj: Any) -> str:
     return atomic_write(path, lambda f: json.dump(obj, f, indent=1), mode="w", what="JSON")
 
 
-def save_image(array: Any, path: PathLike) -> str:
-    """Write a `uint8` array `(H, W, 3)` (or a PIL image) as a PNG, atomically."""
+def image_format(path: PathLike) -> str:
+    """The image format a path's suffix names (`.png`, `.jpg`, `.webp`, ... as Pillow knows them; PNG without a
+    suffix); an :class:`OutputPathError` for a suffix that is no image format."""
     from PIL import Image
 
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if not suffix:
+        return "PNG"
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise OutputPathError(f"cannot write an image to {os.fspath(path)!r}: {suffix!r} is not an image format;"
+                              " use .png (lossless, keeps transparency) or .jpg")
+    return fmt
+
+
+def save_image(array: Any, path: PathLike) -> str:
+    """Write a `uint8` array `(H, W, 3|4)` (or a PIL image) atomically, in the format the suffix names (PNG without
+    one; transparency dropped for formats without it, such as JPEG)."""
+    from PIL import Image
+
+    fmt = image_format(path)
     image = array if isinstance(array, Image.Image) else Image.fromarray(array)
-    return atomic_write(path, lambda f: image.save(f, format="PNG"), what="PNG")
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    return atomic_write(path, lambda f: image.save(f, format=fmt), what="image")
 
 
 def save_figure(fig: Any, path: PathLike, **kwargs: Any) -> str:

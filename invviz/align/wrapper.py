@@ -109,9 +109,7 @@ def _grid_of(row) -> int:
     return row.shape[1] * row.shape[2]
 
 
-DECODER_LR = 0.01  # Adam's rate for r_0 and the log step sizes (benchmarks/fa_wrapper_lite0.py)
-LEAK = 0.1  # the gradient ReLUs pass where they are off, while decoding (benchmarks/fa_wrapper_lite0.py)
-MIN_STEP = 0.1  # the smallest first step calibrate() sets, as a fraction of the error (benchmarks/fa_wrapper_lite0.py)
+MIN_STEP = 0.0  # calibrate()'s floor on the step sizes (0: the plain line search; benchmarks/README.md)
 ALIGN_STEPS = 2  # T: chosen by benchmarks/fa_wrapper_fashion.py (rows A1 and A5)
 
 
@@ -130,6 +128,10 @@ class FeatureAligned(nn.Module):
         preserve: `"auto"`, `"projection"` (exact, for affine heads) or `"distill"`; see the module docstring.
         trainable: `"encoder"` (default), `"all"` or `"lora"` (`lora_rank`, needs `pip install peft`).
         preprocessing, layouts: override the model's normalization, or a layer's layout.
+        leak: while decoding, ReLUs and ReLU6s pass `leak` times the gradient where they are off (forward values
+            unchanged; :func:`invviz.models.activations.leaky_gradients`). At a flat start image most units of a
+            deep ReLU network are off (96% of EfficientNet-Lite0's `bn2`), and plain steps hear only from the rest.
+            Default 0 (the paper's plain gradient); tried on Lite0 without a measured gain (benchmarks/README.md).
 
     `state_dict()` holds the fine-tuned model, `r_0` and the step sizes; the frozen original (the teacher) is kept
     outside it, and :meth:`load` reads a saved wrapper back into `FeatureAligned(same_original_model)`.
@@ -145,7 +147,7 @@ class FeatureAligned(nn.Module):
                  learn_tau: bool = True, init: str = "zeros", init_scale: float = 0.1, learn_r0: bool = True,
                  seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = "auto",
                  trainable: str = "encoder", lora_rank: int = 8, preprocessing: Preprocessing | None = None,
-                 layouts: dict[str, str] | None = None, leak: float = LEAK) -> None:
+                 layouts: dict[str, str] | None = None, leak: float = 0.0) -> None:
         super().__init__()
         model = check_model(model)
         check_schedule(steps, tau)
@@ -230,8 +232,33 @@ class FeatureAligned(nn.Module):
                 return None
             zr = z0.clone().requires_grad_(True)
             out = head(zr)  # (1, m)
-            rows = [torch.autograd.grad(out[0, i], zr, retain_graph=True)[0][0] for i in range(out.shape[1])]
-        return torch.stack(rows).detach(), z0
+
+            def vjp(u: torch.Tensor) -> torch.Tensor:  # u (k, m) -> u A (k, d)
+                return torch.stack([torch.autograd.grad(out[0], zr, v, retain_graph=True)[0][0] for v in u])
+
+            a = self._head_from_modules(tuple(raw[self.layer].shape[1:]), out.shape[1], vjp)
+            if a is None:  # the map measured row by row: one backward pass per output
+                a = vjp(torch.eye(out.shape[1], device=device, dtype=out.dtype))
+        return a.detach(), z0
+
+    def _head_from_modules(self, raw_shape: tuple[int, ...], outputs: int, vjp) -> torch.Tensor | None:
+        """The head's map read from its modules when it is a mean over positions and one linear layer (most
+        classifiers' `global_pool` + `fc`): `A[k, c * HW + p] = W[k, c] / HW`; used only if it agrees with the
+        measured map on random directions, else None."""
+        head = self._head_modules()
+        linears = [m for m in self._teacher.modules() if isinstance(m, nn.Linear)]
+        linears = [m for m, s in zip(linears, [m for m in self.model.modules() if isinstance(m, nn.Linear)])
+                   if id(s) in head]
+        if len(linears) != 1 or linears[0].out_features != outputs or linears[0].in_features != raw_shape[0]:
+            return None
+        w = linears[0].weight.detach()
+        positions = math.prod(raw_shape[1:]) if len(raw_shape) > 1 else 1
+        a = (w[:, :, None] / positions).expand(-1, -1, positions).reshape(outputs, -1)
+        u = torch.randn(2, outputs, generator=torch.Generator().manual_seed(1)).to(a)
+        measured = vjp(u)
+        if not torch.allclose(u @ a, measured, rtol=1e-3, atol=1e-5 * float(measured.abs().max().clamp(min=1e-6))):
+            return None
+        return a
 
     def _resolve_preserve(self, preserve: str) -> str:
         if preserve == "distill":
@@ -244,7 +271,7 @@ class FeatureAligned(nn.Module):
                                    f" pooled features); {self.layer!r} is not one. Use preserve='distill'")
             return "distill"
         a, _ = found
-        pinv = torch.linalg.pinv(a.double(), rtol=1e-6).float()  # (d, m)
+        pinv = _pinv_wide(a)  # (d, m)
         self.register_buffer("head_a", a, persistent=False)
         self.register_buffer("head_pinv", pinv, persistent=False)
         return "projection"
@@ -417,32 +444,36 @@ class FeatureAligned(nn.Module):
 
     @torch.no_grad()
     def calibrate(self, images: torch.Tensor, *, min_step: float = MIN_STEP) -> float:
-        """Set the decoder's start before training, on a batch of `images`: `r_0` to the batch's mean colour (when
-        `r_0` is learned), then each step size in turn to the least-squares step towards the images in logit space,
-        but never a step whose size is below `min_step` times the remaining error (RMS in logit space).
+        """Set the step sizes by a line search on `images`: for each step in turn, the `tau` (on a log grid over
+        eight decades) with the lowest reconstruction error, but not below `min_step` times the step size that moves
+        `r` by the remaining error (RMS, in logit space). Returns the mean squared error after.
 
-        The floor matters: on a network whose gradient does not yet point at the image (any pretrained ImageNet
-        model), the best step is ~0, and a decoder whose steps are ~0 sends the encoder no training signal; the
-        floor keeps the steps large enough to learn from. Returns the mean squared error after the steps.
+        On a network whose gradient does not point at the image (any pretrained ImageNet model: EfficientNet-Lite0's
+        is orthogonal to it to 1%), the best step is the smallest on the grid, and a decoder whose steps are ~0
+        sends the encoder almost no training signal; `min_step > 0` keeps the steps large enough to learn from
+        (tried on Lite0 without a gain, see benchmarks/README.md).
         """
         x = clamp_input(images)
         target = torch.logit(x)
-        if self.r0.requires_grad:
-            self.r0.copy_(torch.logit(x.mean((0, 2, 3), keepdim=True)).expand_as(self.r0))
         with self.encoder() as enc:
             z = enc(x)
-        r = self.start(x.shape[0]).detach()
-        with self.encoder() as enc, self.decoding():
             for t in range(self.steps):
-                with torch.enable_grad():
-                    rr = r.clone().requires_grad_(True)
-                    (g,) = torch.autograd.grad(0.5 * ((z - enc(torch.sigmoid(rr))) ** 2).sum(), rr)
-                residual = target - r
-                best = float((residual * -g).sum() / (g * g).sum().clamp(min=1e-30))
-                floor = min_step * float(residual.pow(2).mean().sqrt() / g.pow(2).mean().sqrt().clamp(min=1e-30))
-                self.log_tau[t] = math.log(max(best, floor, 1e-30))
-                r = r - self.taus[t] * g
-        return float(((x - torch.sigmoid(r)) ** 2).mean())
+                floor = 0.0
+                if min_step > 0:
+                    r = self.align_steps(enc, z, create_graph=False, steps=t) if t else self.start(len(x)).detach()
+                    with torch.enable_grad(), self.decoding():
+                        rr = r.clone().requires_grad_(True)
+                        (g,) = torch.autograd.grad(0.5 * ((z - enc(torch.sigmoid(rr))) ** 2).sum(), rr)
+                    floor = min_step * float((target - r).pow(2).mean().sqrt() / g.pow(2).mean().sqrt().clamp(
+                        min=1e-30))
+                errors = []
+                for log_tau in torch.linspace(math.log(1e-4), math.log(1e4), 33):
+                    self.log_tau[t] = max(float(log_tau), math.log(floor) if floor > 0 else -math.inf)
+                    r = self.align_steps(enc, z, create_graph=False, steps=t + 1)
+                    errors.append((float(((x - torch.sigmoid(r)) ** 2).mean()), float(self.log_tau[t])))
+                best = min(errors)
+                self.log_tau[t] = best[1]
+        return best[0]
 
     # -- files ----------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> str:
@@ -473,6 +504,20 @@ class FeatureAligned(nn.Module):
         return self
 
 
+def _pinv_wide(a: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
+    """The pseudo-inverse `(d, m)` of a wide matrix `a (m, d)`, `m <= d`, through the eigendecomposition of its
+    `m x m` Gram matrix (in float64): `a+ = a^T V S^-2 V^T` over the singular values above `rtol` times the largest.
+    The same as `torch.linalg.pinv(a, rtol=rtol)`, without an SVD of the wide matrix (a 1000 x 62720 head: seconds
+    instead of minutes)."""
+    ad = a.double()
+    if ad.shape[0] > ad.shape[1]:
+        return torch.linalg.pinv(ad, rtol=rtol).to(a.dtype)
+    evals, evecs = torch.linalg.eigh(ad @ ad.T)
+    keep = evals > (rtol ** 2) * evals.max().clamp(min=0)
+    v = evecs[:, keep]
+    return (ad.T @ (v / evals[keep]) @ v.T).to(a.dtype)
+
+
 def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Tensor, raw_shape: tuple[int, ...]
                      ) -> torch.Tensor:
     """The model's output when the latent layer's output is replaced by `z (B, d)` (reshaped to the raw shape)."""
@@ -487,7 +532,7 @@ def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Ten
 def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,
                   max_steps: int | None = None, lr: float = 1e-3, distill_weight: float = 1.0,
                   recon_weight: float = 1.0, feature_weight: float = 0.0, anchor_weight: float = 0.0,
-                  decoder_lr: float = DECODER_LR, batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
+                  decoder_lr: float | None = None, batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
                   resume: bool = True, amp: bool | None = None, progress: bool = True, seed: int = 0,
                   calibrate: bool = True) -> list[dict[str, float]]:
     """Fine-tune `wrapper` on images in [0, 1]: any DataLoader of tensors or `(images, labels)`, or an image folder.
@@ -495,14 +540,16 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     Adam(lr, betas (0.5, 0.999)) on the trainable parameters (see :class:`FeatureAligned`), `r_0` and the step sizes;
     the model stays in eval mode (BatchNorm statistics and dropout fixed); AMP (bfloat16 autocast) on CUDA by
     default; attention uses PyTorch's math kernel while training (fused attention kernels have no double
-    backward). The step sizes are first set by a line search on the first batch (`calibrate`). Runs unchanged under
+    backward). The step sizes are first set by a line search on the first batch (`calibrate`). `r_0` and the step
+    sizes learn at `decoder_lr` (default: `lr`). The reconstruction loss is the mean squared error per pixel, so the
+    weights of the other terms mean the same at any image size, batch and latent width. Runs unchanged under
     `torchrun` (see :func:`invviz.training.fit`). Returns the per-step losses.
     """
     if not isinstance(wrapper, FeatureAligned):
         raise ModelTypeError(f"train_aligned trains an invviz.align.FeatureAligned; wrap your model first:"
                              f" FeatureAligned(model); got {type(wrapper).__name__}")
     lr = check_learning_rate(lr)
-    decoder_lr = check_learning_rate(decoder_lr, "decoder_lr")
+    decoder_lr = lr if decoder_lr is None else check_learning_rate(decoder_lr, "decoder_lr")
     for name, w in (("distill_weight", distill_weight), ("recon_weight", recon_weight),
                     ("feature_weight", feature_weight), ("anchor_weight", anchor_weight)):
         if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):

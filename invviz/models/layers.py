@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import ImageSizeError, InvvizError
 from .capture import Capture
 from .loading import default_input
 from .state import frozen_eval
@@ -59,8 +60,20 @@ def list_layers(model: nn.Module, *, size: int | Sequence[int] | None = None) ->
     model = check_model(model)
     names = [n for n, _ in model.named_modules() if n]
     order: dict[str, int] = {}
+    x = default_input(model, 1, size)
     with frozen_eval(model), torch.no_grad(), Capture(model, names, clone=False, stop_early=False, strict=False) as cap:
-        raw = cap.run(default_input(model, 1, size), raw=True)
+        try:
+            raw = cap.run(x, raw=True)
+        except InvvizError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the model's own complaint about the input size, made typed
+            native = default_input(model, 1, None).shape[2:]
+            if size is None or tuple(x.shape[2:]) == tuple(native):
+                raise
+            raise ImageSizeError(f"the model does not run at {tuple(x.shape[2:])} px ({type(err).__name__}:"
+                                 f" {' '.join(str(err).split())[:160]}); list its layers at its native size"
+                                 f" {tuple(native)} (size=None, or --size {native[0]}). Models that take one size"
+                                 " only are resized for by the other verbs; for others use a larger size") from None
         for i, name in enumerate(raw):
             order[name] = i
     table = LayerTable()

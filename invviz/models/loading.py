@@ -167,7 +167,7 @@ def load_model(
     elif bare in tv_names:
         model, prep = _load_torchvision(bare, want_download, **kwargs)
     else:
-        close = difflib.get_close_matches(bare, timm_names + tv_names, n=6, cutoff=0.6)
+        close = difflib.get_close_matches(bare, list(dict.fromkeys(timm_names + tv_names)), n=6, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else " See timm.list_models() and torchvision.models.list_models()."
         raise ModelNotFoundError(f"no timm or torchvision model is named {name!r}.{hint}")
     if checkpoint is not None:

@@ -35,14 +35,15 @@ def feature_match(layer: str, target: torch.Tensor) -> Objective:
 def invert_features(model: nn.Module, layer: str, target: torch.Tensor, size: tuple[int, int], *,
                     steps: int = 300, param: str | ImageParam = "fft", transforms: str | Transform | Sequence[Transform]
                     | None = None, tv_weight: float = 0.0, lr: float = 0.05, seed: int = 0, channels: int = 3,
-                    progress: bool = False, preprocessing=None) -> RenderResult:
-    """Images `(B, C, *size)` whose features at `layer` match `target (B, d)` (flattened features of the layer)."""
+                    progress: bool = False, preprocessing=None, init: torch.Tensor | None = None) -> RenderResult:
+    """Images `(B, C, *size)` whose features at `layer` match `target (B, d)` (flattened features of the layer);
+    `init` starts from images (a parameterization given by name)."""
     if not isinstance(tv_weight, (int, float)) or not tv_weight >= 0:
         raise SettingError(f"tv_weight must be a number >= 0; got {tv_weight!r}")
     objective = feature_match(layer, target)
     if tv_weight:
         objective = objective + tv_weight * total_variation()
-    p = make_param(param, size, target.shape[0], torch.Generator().manual_seed(seed), channels=channels)
+    p = make_param(param, size, target.shape[0], torch.Generator().manual_seed(seed), channels=channels, init=init)
     return render(model, objective, p, transforms=make_transforms(transforms), steps=steps, lr=lr,
                   rng=torch.Generator().manual_seed(seed + 1), progress=progress, preprocessing=preprocessing)
 
