@@ -56,8 +56,8 @@ POOLED_CANDIDATES = ("global_pool", "head.global_pool", "avgpool", "fc_norm", "h
 def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
     """A latent that decodes well, by the model's own description where it has one.
 
-    `purpose="align"` (the wrapper): the last spatial feature stage (timm's `feature_info`), else the pooled
-    features, else the last module whose output is a spatial map, else the output `""`. `purpose="invert"`
+    `purpose="align"` (the wrapper): the last spatial feature stage (timm's `feature_info`; or a top-level module
+    after it that still outputs a spatial map, such as EfficientNet's `bn2`), else the pooled features, else the last module whose output is a spatial map, else the output `""`. `purpose="invert"`
     (optimization-based inversion): the feature stage at stride 8 (a mid-level layer that still holds the image's
     layout), else the earliest stage past stride 4, else as for `"align"`.
     """
@@ -76,7 +76,7 @@ def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
         past4 = [m for r, m in stages if r > 4]
         return past4[0] if past4 else stages[-1][1]
     if stages:
-        return stages[-1][1]
+        return _last_spatial_after(model, stages[-1][1])
     spatial = _spatial_modules(model)
     if purpose == "invert" and spatial:
         return spatial[min(len(spatial) - 1, max(0, len(spatial) // 2))]
@@ -84,6 +84,27 @@ def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
         if name in names:
             return name
     return spatial[-1] if spatial else ""
+
+
+def _last_spatial_after(model: nn.Module, stage: str) -> str:
+    """The last top-level module that still outputs a spatial map and runs after `stage` (EfficientNet's `bn2`
+    after its 1x1 head convolution, whose head is then a pool and a linear layer: a latent kept exactly by the
+    projection), else `stage`."""
+    from ..models.layers import list_layers
+
+    try:
+        table = list_layers(model)
+    except Exception:  # noqa: BLE001 - a model list_layers cannot run: keep the stage
+        return stage
+    order = [r.name for r in table]
+    if stage not in order:
+        return stage
+    names = dict(model.named_modules())
+    later = [r.name for r in table[order.index(stage) + 1:]
+             if "." not in r.name and r.calls == 1 and r.shape is not None and len(r.shape) == 4
+             and r.layout in ("NCHW", "NHWC") and _grid_of(r) > 1 and not isinstance(names[r.name], nn.Identity)
+             and not stage.startswith(r.name + ".")]
+    return later[-1] if later else stage
 
 
 def _spatial_modules(model: nn.Module) -> list[str]:

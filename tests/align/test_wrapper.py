@@ -1,6 +1,7 @@
 """The fine-tuning wrapper keeps the network: exact predictions through the head-null-space projection, LoRA
 adapters, latents where information lives, and the command-line round trip."""
 
+import math
 import subprocess
 import sys
 
@@ -111,3 +112,52 @@ def test_the_command_line_round_trip(tmp_path):
                           "--steps", "3", "--size", "64", "--out", str(png2)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and "optimization" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenetv3_small_050", "ghostnet_100", "efficientnet_b0"])
+def test_the_wrapper_trains_on_more_architectures_and_keeps_the_last_stage_exactly(name):
+    """hardsigmoid/hardswish have no double backward in PyTorch: the wrapper computes them with ops that do while
+    training; at the last spatial stage the predictions are kept exactly; the user's model is left as it was."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model(name, pretrained=False, num_classes=10).eval()
+    net.invviz_preprocessing = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 64, 64))
+    flags, state = flags_of(net), {k: v.clone() for k, v in net.state_dict().items()}
+    wrapped = FeatureAligned(net, size=64)
+    # EfficientNet: the last spatial stage is bn2 (after the 1x1 head convolution), kept exactly; MobileNetV3's and
+    # GhostNet's heads convolve after the pool, so their latents are kept by distillation
+    assert (wrapped.layer, wrapped.preserve) == {"efficientnet_b0": ("bn2", "projection")}.get(
+        name, (wrapped.layer, "distill"))
+    images = torch.rand(4, 3, 64, 64)
+    hist = train_aligned(wrapped, torch.utils.data.DataLoader(images, batch_size=2), max_steps=1, progress=False)
+    assert len(hist) == 1 and math.isfinite(hist[0]["recon"])
+    if wrapped.preserve == "projection":
+        with torch.no_grad():
+            original = net(Probe(net, [""]).model_input(images))
+            assert torch.allclose(wrapped(images), original, atol=1e-4, rtol=1e-4)
+    assert flags_of(net) == flags and hooks_on(net) == 0 and hooks_on(wrapped) == 0
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())
+
+
+def test_the_head_map_read_from_the_modules_is_the_measured_one():
+    from invviz.align.wrapper import _pinv_wide
+
+    torch.manual_seed(0)
+    net = FashionResNet(width=8).eval()
+    wrapped = FeatureAligned(net, "layer3")
+    a = wrapped.head_a
+    rows = []
+    zr = torch.rand(1, a.shape[1], requires_grad=True)
+    from invviz.align.wrapper import _run_with_latent
+
+    x = wrapped.model_input(torch.full((1, 1, 28, 28), 0.5))
+    with torch.enable_grad():
+        out = _run_with_latent(wrapped.teacher, "layer3", x, zr, (32, 7, 7))
+        for i in range(out.shape[1]):
+            rows.append(torch.autograd.grad(out[0, i], zr, retain_graph=True)[0][0])
+    assert torch.allclose(a, torch.stack(rows), atol=1e-6)
+    wide = torch.randn(6, 40, dtype=torch.float64)
+    wide[5] = wide[0] + wide[1]  # rank-deficient rows
+    assert torch.allclose(_pinv_wide(wide), torch.linalg.pinv(wide, rtol=1e-6), atol=1e-10)
