@@ -18,6 +18,7 @@ training crops, strength picked on the held-out crops themselves, so optimistic)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -75,6 +76,9 @@ def main() -> None:
     ap.add_argument("--distill", type=float, default=1.0)
     ap.add_argument("--feature", type=float, default=0.0)
     ap.add_argument("--anchor", type=float, default=0.0)
+    ap.add_argument("--leak", type=float, default=0.0, help="gradient ReLUs pass where off, while decoding")
+    ap.add_argument("--min-step", type=float, default=0.0, help="calibrate()'s floor on the step sizes")
+    ap.add_argument("--decoder-lr", type=float, default=None, help="learning rate of r_0 and the step sizes")
     ap.add_argument("--baselines-only", action="store_true")
     ap.add_argument("--work", default="benchmarks/results/fa_wrapper")
     ap.add_argument("--out", default="benchmarks/results/fa_wrapper_lite0_v2.json")
@@ -96,14 +100,17 @@ def main() -> None:
             return
     torch.manual_seed(0)
     wrapper = FeatureAligned(model, args.layer, steps=args.align_steps, size=args.size, preserve=args.preserve,
-                             trainable=args.trainable)
+                             trainable=args.trainable, leak=args.leak)
+    if args.min_step:
+        wrapper.calibrate = functools.partial(type(wrapper).calibrate, wrapper, min_step=args.min_step)
     r0_before = float(psnr(torch.sigmoid(wrapper.r0.detach()).expand_as(held), held).mean())
     loader = torch.utils.data.DataLoader(train, batch_size=args.batch, shuffle=True, generator=torch.Generator())
     run = args.run or (f"{args.layer} {wrapper.preserve} {args.trainable} lr {args.lr:g} T {args.align_steps}"
                        f" distill {args.distill:g} feature {args.feature:g} anchor {args.anchor:g} {args.steps} steps")
     os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()
-    hist = train_aligned(wrapper, loader, max_steps=args.steps, lr=args.lr, distill_weight=args.distill,
+    hist = train_aligned(wrapper, loader, max_steps=args.steps, lr=args.lr, decoder_lr=args.decoder_lr,
+                         distill_weight=args.distill,
                          feature_weight=args.feature, anchor_weight=args.anchor,
                          checkpoint=os.path.join(args.work, run.replace(" ", "_") + ".pt"), checkpoint_every=50)
     seconds = time.perf_counter() - t0
@@ -116,7 +123,7 @@ def main() -> None:
     summary[run] = {
         "command": "python benchmarks/fa_wrapper_lite0.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("out", "work", "figure", "baselines_only") and v is not None),
+            if k not in ("out", "work", "figure", "baselines_only") and v is not None and v is not False),
         "layer": args.layer, "preserve": wrapper.preserve, "held_out_photos": held_names, "held_out_crops": len(held),
         "psnr_db": float(after.psnr.mean()), "ssim": float(after.ssim.mean()),
         "psnr_r0_after_db": r0_after, "psnr_r0_before_db": r0_before,

@@ -104,7 +104,7 @@ def main() -> None:
             response = response_fn(probe, args.layer)
 
             def fn(t: torch.Tensor) -> torch.Tensor:
-                return response(torch.func.functional_call(param, {name: t}, ()))
+                return response(torch.func.functional_call(param, {name: t}, ()))  # noqa: B023 - called within this iteration
 
             def mj_at(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
                 v, jac = jacobian(fn, x)

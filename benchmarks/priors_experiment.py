@@ -146,7 +146,7 @@ def main() -> None:
         rows: dict[str, dict[str, list]] = {}
 
         def add(method: str, images: torch.Tensor, act: torch.Tensor, prob: torch.Tensor | None, secs: float):
-            r = rows.setdefault(method, {"images": [], "act": [], "prob": [], "seconds": 0.0})
+            r = rows.setdefault(method, {"images": [], "act": [], "prob": [], "seconds": 0.0})  # noqa: B023
             r["images"].append(images)
             r["act"].append(act)
             if prob is not None:

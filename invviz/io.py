@@ -178,6 +178,9 @@ def _torch_load(path: str) -> Any:
     """`torch.load(weights_only=True)`; every failure (missing, truncated, foreign, code inside) as CheckpointError."""
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path!r} (no such file)")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"the checkpoint {path!r} is empty (0 bytes): a write that never finished, or not a"
+                              " checkpoint; write it again")
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -186,7 +189,7 @@ def _torch_load(path: str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle with code, not a torch file, partial write
         raise CheckpointError(
-            f"cannot read checkpoint {path!r} ({type(err).__name__}: {str(err).splitlines()[0][:200]}); it is"
+            f"cannot read checkpoint {path!r} ({type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}); it is"
             " truncated, not a torch/safetensors file, or holds code (only tensors and plain containers are read,"
             " never code)") from None
 

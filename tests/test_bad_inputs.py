@@ -67,6 +67,12 @@ def loader(x) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(x, batch_size=2)
 
 
+def empty_file(tmp) -> str:
+    path = tmp / "empty.pt"
+    path.write_bytes(b"")
+    return str(path)
+
+
 def file_in_the_way(tmp) -> str:
     blocker = tmp / "blocker"
     blocker.write_text("a file, not a folder")
@@ -293,6 +299,13 @@ CASES = [
     ("list-layers-str", lambda n, t: list_layers("resnet18"), E.ModelTypeError, "load_model"),
     ("probe-layout-unknown", lambda n, t: Probe(n, ["0"], layouts={"0": "HWC"})(img(1, 3, 32, 32)), E.LayoutError,
      "NCHW"),
+    ("checkpoint-empty-file", lambda n, t: invviz.io.load_checkpoint_state(empty_file(t)), E.CheckpointError,
+     "empty"),
+    ("list-layers-too-small", lambda n, t: list_layers(nn.Sequential(n, nn.Unflatten(1, (5, 1, 1)),
+                                                                      nn.Conv2d(5, 2, 3)), size=8),
+     E.ImageSizeError, "native size"),
+    ("save-image-bad-suffix", lambda n, t: invviz.plotting.save_grid(img(1, 3, 8, 8), t / "x.txt"),
+     E.OutputPathError, ".png"),
 ]
 
 

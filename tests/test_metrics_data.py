@@ -66,3 +66,17 @@ def test_photo_crops_are_reproducible_images():
     a = photo_crops(5, 32, seed=3)
     assert a.shape == (5, 3, 32, 32) and 0 <= float(a.min()) and float(a.max()) <= 1
     assert torch.equal(a, photo_crops(5, 32, seed=3)) and not torch.equal(a, photo_crops(5, 32, seed=4))
+
+
+def test_photo_crops_dataset_holds_out_whole_photos_and_repeats_items():
+    from invviz.data import PhotoCrops, split_photos
+
+    train, held = split_photos(2)
+    assert not set(train) & set(held) and len(held) == 2
+    ds = PhotoCrops(32, names=train, length=6, seed=1)
+    assert torch.equal(ds[3], ds[3]) and not torch.equal(ds[3], ds[4])
+    assert ds[0].shape == (3, 32, 32) and float(ds[0].min()) >= 0 and float(ds[0].max()) <= 1
+    plain = PhotoCrops(32, names=train, length=6, seed=1, flip=False, jitter=0)
+    assert plain[2].shape == (3, 32, 32)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch.shape == (4, 3, 32, 32)

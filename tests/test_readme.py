@@ -3,7 +3,6 @@ job's CLI parses), and every other code block runs as written — the Python blo
 shell blocks one by one — in a scratch folder, with only what the README's first command installs (invviz and its
 dependencies, not the test extras: `helpers/main_install.py`)."""
 
-import os
 import pathlib
 import re
 import subprocess

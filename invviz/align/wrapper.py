@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, LayerNotFoundError, ModelTypeError, ObjectiveError, SettingError
+from ..errors import CheckpointError, LayerNotFoundError, ModelTypeError, SettingError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
 from ..models.activations import double_differentiable, leaky_gradients
 from ..models.capture import resolve_layer

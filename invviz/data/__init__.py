@@ -10,7 +10,7 @@ from .fashion import (
     make_loader,
     read_idx,
 )
-from .photos import load_image, load_photo, photo_crops, photo_paths, photos
+from .photos import PhotoCrops, load_image, load_photo, photo_crops, photo_paths, photos, split_photos
 
-__all__ = ["load_image", "load_photo", "photo_crops", "photo_paths", "photos", "fashion_mnist", "image_folder",
+__all__ = ["load_image", "load_photo", "photo_crops", "photo_paths", "photos", "PhotoCrops", "split_photos", "fashion_mnist", "image_folder",
            "ImageFiles", "make_loader", "read_idx", "FASHION_MNIST_CLASSES", "DatasetNotFoundError"]
