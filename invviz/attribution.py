@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import torch
 from torch import nn
@@ -94,5 +95,10 @@ def top_units(
                 x, baselines=torch.full_like(x, 0.5), target=target, n_steps=steps)
     per_channel = layout.to_features(attr).sum(dim=(2, 3))[0].detach().float().cpu()  # (C,)
     order = per_channel.argsort(descending=True)[:k]
+    if not bool((per_channel != 0).any()):
+        warnings.warn(f"every channel of {layer!r} has attribution exactly 0 for target {target}: the output does"
+                      " not depend on this layer here (a zero-initialized head, as timm's untrained MLP-Mixer has,"
+                      " or dead units), so the units returned are an arbitrary order, not the ones that matter",
+                      stacklevel=2)
     return UnitAttribution(units=order.tolist(), scores=per_channel[order], all_scores=per_channel,
                            target=target, method=method, preprocessing=probe.preprocessing)

@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--size", type=_size, default=128, help="image size, e.g. 128 or 128x160")
     vis.add_argument("--batch", type=_positive_int, default=None, help="images per unit set (default: one per unit)")
     vis.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    vis.add_argument("--transforms", default="standard", choices=["standard", "none"],
-                     help="random transforms each step (Lucid's standard set, or none)")
+    vis.add_argument("--transforms", default="standard", choices=["standard", "fused", "none"],
+                     help="random transforms each step (Lucid's standard set, the same draws as one resampling, or none)")
     vis.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
     vis.add_argument("--redirected-relu", type=int, default=0, metavar="N",
                      help="let gradient through ReLUs that are off during the first N steps (units that never"

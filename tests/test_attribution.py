@@ -33,3 +33,22 @@ def test_top_units_integrated_gradients_and_errors(resnet18):
         invviz.top_units(resnet18, "layer3", image * 3)
     with pytest.raises(ImageSizeError):
         invviz.top_units(resnet18, "layer3", torch.rand(32, 32))
+
+
+def test_all_zero_attributions_are_named_not_ranked():
+    """A zero-initialized head (timm's untrained MLP-Mixer) makes every attribution exactly 0: top_units says so."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    import invviz
+    from invviz.models import Preprocessing
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    nn.init.zeros_(net[4].weight)
+    net.invviz_preprocessing = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 16, 16))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        invviz.top_units(net, "0", torch.rand(3, 16, 16), k=2)
+    assert any("exactly 0" in str(w.message) for w in caught)
