@@ -68,5 +68,6 @@ def environment(folder: pathlib.Path, root: pathlib.Path) -> dict[str, str]:
         launcher.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = str(site)
+    env["MPLBACKEND"] = "Agg"  # a notebook test may have set the inline backend, which this install lacks
     env["PATH"] = f"{bin_}{os.pathsep}{env.get('PATH', '')}"
     return env
