@@ -57,7 +57,8 @@ def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
     """A latent that decodes well, by the model's own description where it has one.
 
     `purpose="align"` (the wrapper): the last spatial feature stage (timm's `feature_info`; or a top-level module
-    after it that still outputs a spatial map, such as EfficientNet's `bn2`), else the pooled features, else the last module whose output is a spatial map, else the output `""`. `purpose="invert"`
+    after it that still outputs a spatial map, such as EfficientNet's `bn2`), else the pooled features, else the
+    last module whose output is a spatial map, else the output `""`. `purpose="invert"`
     (optimization-based inversion): the feature stage at stride 8 (a mid-level layer that still holds the image's
     layout), else the earliest stage past stride 4, else as for `"align"`.
     """
