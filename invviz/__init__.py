@@ -41,7 +41,9 @@ def __getattr__(name: str) -> Any:
             ensure_torchvision_importable()
         if name in _SUBMODULES:
             return importlib.import_module(f".{name}", __name__)
-        return getattr(importlib.import_module(_NAMES[name], __name__), name)
+        value = getattr(importlib.import_module(_NAMES[name], __name__), name)
+        globals()[name] = value  # found once; later lookups do not come here
+        return value
     raise AttributeError(f"module 'invviz' has no attribute {name!r}")
 
 

@@ -67,8 +67,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="timm or torchvision model name, e.g. tf_efficientnet_lite0, resnet18")
+def _model_args(p: argparse.ArgumentParser, model_help: str = "timm or torchvision model name, e.g."
+                " tf_efficientnet_lite0, resnet18") -> None:
+    p.add_argument("model", help=model_help)
     p.add_argument("--no-pretrained", action="store_true", help="random weights (no download), drawn from --seed")
     p.add_argument("--checkpoint", default=None, help="state dict file to load instead of downloading weights")
     p.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
@@ -144,13 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     inv = sub.add_parser("invert", formatter_class=fmt, help="reconstruct an image from a model's features; writes"
                                                               " a side-by-side PNG and prints PSNR/SSIM")
-    inv.add_argument("model", help="model name, or a file written by `invviz align`")
+    _model_args(inv, "model name, or a file written by `invviz align`")
     inv.add_argument("image", help="image file, or a bundled photo name such as chelsea")
-    inv.add_argument("--no-pretrained", action="store_true", help="random weights (no download)")
-    inv.add_argument("--checkpoint", default=None, help="state dict file for the model")
-    inv.add_argument("--device", default=None, help="e.g. cpu or cuda (default: cuda when available, else cpu)")
-    inv.add_argument("--seed", type=int, default=0, help="seed of --no-pretrained weights and of the optimization")
-    inv.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     inv.add_argument("--layer", default=None, help="layer to invert (default: the model's stride-8 stage)")
     inv.add_argument("--size", type=_size, default=None, help="image size (default: 128, or the wrapper's)")
     inv.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default 300)")
@@ -204,11 +200,17 @@ def _image(spec: str, size):
     raise DatasetNotFoundError(f"{spec!r} is neither an image file nor a bundled photo ({', '.join(photo_paths())})")
 
 
+def _check_image_out(path: str) -> None:
+    """Before any work: the image output path can be written and names an image format."""
+    from .io import check_writable, image_format
+
+    check_writable(path, "image")
+    image_format(path)
+
+
 def _run(args) -> int:
 
     from . import list_layers, visualize
-    from .io import check_writable, image_format
-
     if args.command == "layers":
         table = list_layers(_load(args), size=args.size)
         if args.filter:
@@ -218,8 +220,7 @@ def _run(args) -> int:
     if args.command == "atlas":
         return run_atlas(args)
     if args.command == "visualize":
-        check_writable(args.out, "image")
-        image_format(args.out)
+        _check_image_out(args.out)
         device = _device(args.device)
         model = _load(args).to(device)
         unit = args.unit if len(args.unit) > 1 else args.unit[0]
@@ -276,10 +277,9 @@ def _align(args) -> int:
 def _invert(args) -> int:
     from . import invert, load_model
     from .align import FeatureAligned
-    from .io import check_writable, image_format, load_checkpoint_state
+    from .io import load_checkpoint_state
 
-    check_writable(args.out, "image")
-    image_format(args.out)
+    _check_image_out(args.out)
     device = _device(args.device)
     if os.path.isfile(args.model):
         state = load_checkpoint_state(args.model)

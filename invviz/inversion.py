@@ -131,9 +131,9 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
     tf = [Translate(INVERT_JITTER)] if isinstance(transforms, str) and transforms == "default" else transforms
     total = INVERT_STEPS if steps is None else steps
     polish = int(round(INVERT_POLISH * total)) if (tf or tv_weight) and isinstance(param, str) else 0
-    result = invert_features(model, layer, z, hw, steps=total - polish or total, param=param, transforms=tf,
+    result = invert_features(model, layer, z, hw, steps=total - polish, param=param, transforms=tf,
                              tv_weight=tv_weight, lr=lr, seed=seed, channels=channels, progress=progress)
-    if polish and total - polish:
+    if polish:
         result = invert_features(model, layer, z, hw, steps=polish, param=param, init=result.images, lr=lr,
                                  seed=seed, channels=channels, progress=progress)
     with torch.no_grad(), probe:

@@ -87,23 +87,32 @@ def default_latent_layer(model: nn.Module, purpose: str = "align") -> str:
     return spatial[-1] if spatial else ""
 
 
+def _layer_table(model: nn.Module):
+    """`list_layers(model)` at the native size, or None for a model it cannot run."""
+    from ..models.layers import list_layers
+
+    try:
+        return list_layers(model)
+    except Exception:  # noqa: BLE001 - a model list_layers cannot run: no spatial default
+        return None
+
+
+def _is_map(row) -> bool:
+    """A layer that outputs a spatial feature map (4D, channels first or last) in a single call."""
+    return row.shape is not None and len(row.shape) == 4 and row.layout in ("NCHW", "NHWC") and row.calls == 1
+
+
 def _last_spatial_after(model: nn.Module, stage: str) -> str:
     """The last top-level module that still outputs a spatial map and runs after `stage` (EfficientNet's `bn2`
     after its 1x1 head convolution, whose head is then a pool and a linear layer: a latent kept exactly by the
     projection), else `stage`."""
-    from ..models.layers import list_layers
-
-    try:
-        table = list_layers(model)
-    except Exception:  # noqa: BLE001 - a model list_layers cannot run: keep the stage
-        return stage
-    order = [r.name for r in table]
+    table = _layer_table(model)
+    order = [r.name for r in table or ()]
     if stage not in order:
         return stage
     names = dict(model.named_modules())
     later = [r.name for r in table[order.index(stage) + 1:]
-             if "." not in r.name and r.calls == 1 and r.shape is not None and len(r.shape) == 4
-             and r.layout in ("NCHW", "NHWC") and _grid_of(r) > 1 and not isinstance(names[r.name], nn.Identity)
+             if "." not in r.name and _is_map(r) and _grid_of(r) > 1 and not isinstance(names[r.name], nn.Identity)
              and not stage.startswith(r.name + ".")]
     return later[-1] if later else stage
 
@@ -111,14 +120,7 @@ def _last_spatial_after(model: nn.Module, stage: str) -> str:
 def _spatial_modules(model: nn.Module) -> list[str]:
     """Top-level-ish modules (direct children, or children of a single container) whose outputs are spatial maps
     (4D with a grid larger than 1), in forward order, from one no-gradient pass at the native size."""
-    from ..models.layers import list_layers
-
-    try:
-        table = list_layers(model)
-    except Exception:  # noqa: BLE001 - a model list_layers cannot run: no spatial default
-        return []
-    shallow = [r for r in table if r.shape is not None and len(r.shape) == 4 and r.layout in ("NCHW", "NHWC")
-               and r.calls == 1]
+    shallow = [r for r in _layer_table(model) or () if _is_map(r)]
     depth = min((r.name.count(".") for r in shallow), default=0)
     out = [r.name for r in shallow if r.name.count(".") <= depth + 1 and _grid_of(r) > 1]
     top = [n for n in out if n.count(".") == depth]
@@ -299,7 +301,10 @@ class FeatureAligned(nn.Module):
         return "projection"
 
     def _head_modules(self) -> set[int]:
-        """ids of the modules that run only after the latent's output exists (the head)."""
+        """ids of the modules that run only after the latent's output exists (the head); found once, by one
+        forward pass, and kept."""
+        if "_head_ids" in self.__dict__:
+            return self.__dict__["_head_ids"]
         order: list[tuple[str, nn.Module]] = []
         done: dict[int, int] = {}
         target = resolve_layer(self.model, self.layer)
@@ -324,7 +329,8 @@ class FeatureAligned(nn.Module):
                 h.remove()
         cut = done.get(id(target), len(order))
         before = {id(m) for kind, m in order[:cut]}
-        return {id(m) for kind, m in order[cut:] if id(m) not in before}
+        self.__dict__["_head_ids"] = {id(m) for kind, m in order[cut:] if id(m) not in before}
+        return self.__dict__["_head_ids"]
 
     def _select_trainable(self, trainable: str, lora_rank: int) -> None:
         head = self._head_modules() if self.layer else set()
@@ -483,9 +489,8 @@ class FeatureAligned(nn.Module):
                 floor = 0.0
                 if min_step > 0:
                     r = self.align_steps(enc, z, create_graph=False, steps=t) if t else self.start(len(x)).detach()
-                    with torch.enable_grad(), self.decoding():
-                        rr = r.clone().requires_grad_(True)
-                        (g,) = torch.autograd.grad(0.5 * ((z - enc(torch.sigmoid(rr))) ** 2).sum(), rr)
+                    with self.decoding():  # the step direction: one step of size 1 of the one loop
+                        g = r - align(enc, z, tuple(r.shape), tau=1.0, r0=r, link=torch.sigmoid)
                     floor = min_step * float((target - r).pow(2).mean().sqrt() / g.pow(2).mean().sqrt().clamp(
                         min=1e-30))
                 errors = []

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import torch
 
-from ..errors import DatasetNotFoundError
+from ..errors import DatasetNotFoundError, SettingError
 
 # (package, path inside the package) of colour photos; missing packages are skipped.
 _PHOTO_FILES = [
@@ -100,12 +100,19 @@ def photos() -> dict[str, torch.Tensor]:
     return {name: load_photo(name) for name in photo_paths()}
 
 
+def _square_crop(img: torch.Tensor, top: int, left: int, side: int, size: int) -> torch.Tensor:
+    """The `side`-pixel square of `img (C, H, W)` at `(top, left)`, resized to `size` (antialiased)."""
+    import torch.nn.functional as F
+
+    crop = img[None, :, top:top + side, left:left + side]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
 def photo_crops(n: int, size: int, *, names: list[str] | None = None, scale: tuple[float, float] = (0.2, 0.6),
                 seed: int = 0) -> torch.Tensor:
     """`n` random square crops `(n, 3, size, size)` of the bundled photos (side a uniform fraction `scale` of the
     photo's shorter side, resized with antialiasing), cycling over `names` (all photos by default). Use disjoint
     `names` for training and held-out sets."""
-    import torch.nn.functional as F
 
     imgs = photos() if names is None else {k: load_photo(k) for k in names}
     if not imgs:
@@ -120,8 +127,7 @@ def photo_crops(n: int, size: int, *, names: list[str] | None = None, scale: tup
         side = max(8, int(frac * min(h, w)))
         top = int(torch.randint(0, h - side + 1, (), generator=gen))
         left = int(torch.randint(0, w - side + 1, (), generator=gen))
-        crop = img[None, :, top:top + side, left:left + side]
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0])
+        out.append(_square_crop(img, top, left, side, size))
     return torch.stack(out).clamp(0, 1)
 
 
@@ -154,7 +160,7 @@ class PhotoCrops(torch.utils.data.Dataset):
         if not self.photos:
             raise DatasetNotFoundError("no bundled photos found; install matplotlib, scikit-image or scikit-learn")
         if not (isinstance(length, int) and length >= 1):
-            raise DatasetNotFoundError(f"length must be a whole number >= 1; got {length!r}")
+            raise SettingError(f"length must be a whole number >= 1; got {length!r}")
         self.keys = sorted(self.photos)
         self.size, self.length, self.scale, self.flip, self.jitter, self.seed = size, length, scale, flip, jitter, seed
 
@@ -162,8 +168,6 @@ class PhotoCrops(torch.utils.data.Dataset):
         return self.length
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        import torch.nn.functional as F
-
         if not 0 <= i < self.length:
             raise IndexError(i)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
@@ -172,8 +176,7 @@ class PhotoCrops(torch.utils.data.Dataset):
         u = torch.rand(6, generator=gen).tolist()
         side = max(8, int((self.scale[0] + (self.scale[1] - self.scale[0]) * u[0]) * min(h, w)))
         top, left = int(u[1] * (h - side + 1)), int(u[2] * (w - side + 1))
-        crop = F.interpolate(img[None, :, top:top + side, left:left + side], size=(self.size, self.size),
-                             mode="bilinear", antialias=True, align_corners=False)[0]
+        crop = _square_crop(img, top, left, side, self.size)
         if self.flip and torch.rand((), generator=gen) < 0.5:
             crop = crop.flip(-1)
         if self.jitter:

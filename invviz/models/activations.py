@@ -47,7 +47,8 @@ def _hardswish(x: torch.Tensor) -> torch.Tensor:
     return x * _hardsigmoid(x)
 
 
-def _relu_like(model: nn.Module) -> Iterator[tuple[nn.Module, float]]:
+def relu_like(model: nn.Module) -> Iterator[tuple[nn.Module, float]]:
+    """Every `nn.ReLU` (upper bound inf) and `nn.ReLU6` (6) of `model`."""
     for m in model.modules():
         if type(m) is nn.ReLU:
             yield m, float("inf")
@@ -56,8 +57,9 @@ def _relu_like(model: nn.Module) -> Iterator[tuple[nn.Module, float]]:
 
 
 @contextlib.contextmanager
-def _swapped(modules: list[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]]) -> Iterator[int]:
-    """Each module's output replaced by `fn(its input)` while the block runs; yields how many were swapped."""
+def swap_outputs(modules: list[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]]) -> Iterator[int]:
+    """Each module's output replaced by `fn(its input)` while the block runs (an `fn` that returns None keeps the
+    output), through forward hooks run first; in-place modules compute out of place meanwhile. Yields how many."""
     handles, inplace = [], []
     try:
         for m, fn in modules:
@@ -84,8 +86,8 @@ def leaky_gradients(model: nn.Module, slope: float) -> Iterator[int]:
     if slope == 0:
         yield 0
         return
-    mods = [(m, lambda x, hi=hi: LeakyGradClamp.apply(x, 0.0, hi, slope)) for m, hi in _relu_like(model)]
-    with _swapped(mods) as n:
+    mods = [(m, lambda x, hi=hi: LeakyGradClamp.apply(x, 0.0, hi, slope)) for m, hi in relu_like(model)]
+    with swap_outputs(mods) as n:
         yield n
 
 
@@ -95,8 +97,8 @@ def double_differentiable(model: nn.Module) -> Iterator[int]:
     values). Yields the number swapped."""
     fns = {nn.Hardsigmoid: _hardsigmoid, nn.Hardswish: _hardswish}
     mods = [(m, fns[type(m)]) for m in model.modules() if type(m) in fns]
-    with _swapped(mods) as n:
+    with swap_outputs(mods) as n:
         yield n
 
 
-__all__ = ["LeakyGradClamp", "leaky_gradients", "double_differentiable"]
+__all__ = ["LeakyGradClamp", "leaky_gradients", "double_differentiable", "relu_like", "swap_outputs"]

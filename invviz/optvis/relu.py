@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..models.activations import relu_like, swap_outputs
+
 
 def _pick(relu_grad: torch.Tensor, redirected: torch.Tensor) -> torch.Tensor:
     """Per batch element: the ordinary gradient where any of it is non-zero, else the redirected one."""
@@ -68,31 +70,20 @@ class _Redirect:
 def redirect_relus(model: nn.Module, *, active: bool = True) -> Iterator[_Redirect]:
     """Hook every `nn.ReLU` / `nn.ReLU6` module of `model` so that, while `.enabled`, its output carries the
     redirected gradient; in-place ReLUs compute out of place meanwhile. Hooks and in-place flags are restored on
-    exit. With `active=False` nothing is hooked."""
+    exit (:func:`invviz.models.activations.swap_outputs`). With `active=False` nothing is hooked."""
     switch = _Redirect()
-    handles = []
-    inplace = []
-    try:
-        if active:
-            for m in model.modules():
-                if type(m) in (nn.ReLU, nn.ReLU6):
-                    fn = RedirectedReLU if type(m) is nn.ReLU else RedirectedReLU6
-                    inplace.append((m, m.inplace))
-                    m.inplace = False
+    mods = []
+    if active:
+        for m, hi in relu_like(model):
+            fn = RedirectedReLU if hi == float("inf") else RedirectedReLU6
 
-                    def hook(module, args, output, fn=fn):
-                        if switch.enabled and isinstance(args[0], torch.Tensor) and args[0].requires_grad:
-                            return fn.apply(args[0])
-                        return None
+            def redirect(x: torch.Tensor, fn=fn) -> torch.Tensor | None:
+                return fn.apply(x) if switch.enabled and x.requires_grad else None
 
-                    handles.append(m.register_forward_hook(hook, prepend=True))
-                    switch.modules.append(m)
+            mods.append((m, redirect))
+            switch.modules.append(m)
+    with swap_outputs(mods):
         yield switch
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in inplace:
-            m.inplace = flag
 
 
 __all__ = ["RedirectedReLU", "RedirectedReLU6", "redirect_relus"]
