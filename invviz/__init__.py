@@ -16,19 +16,20 @@ __version__ = "0.1.0"
 _SUBMODULES = ("align", "data", "errors", "ifv", "io", "metrics", "models", "optvis", "plotting", "priors",
                "training")
 _NAMES = {
-    "atlas": ".microscope", "Atlas": ".microscope",
+    "atlas": ".microscope", "Atlas": ".microscope", "concepts": ".dictionary", "Concepts": ".dictionary",
     "top_units": ".attribution", "UnitAttribution": ".attribution",
     "InvvizError": ".errors",
     "invert": ".inversion", "Inversion": ".inversion",
-    "Capture": ".models", "Preprocessing": ".models", "Probe": ".models", "list_layers": ".models",
+    "Capture": ".models", "Preprocessing": ".models", "Probe": ".models", "as_probe": ".models",
+    "list_layers": ".models",
     "load_model": ".models", "preprocessing_of": ".models",
     "visualize": ".optvis", "accentuate": ".optvis", "factorize": ".optvis", "Factorization": ".optvis",
     "RenderResult": ".optvis",
 }
 
 __all__ = [
-    "visualize", "invert", "atlas", "Atlas", "accentuate", "factorize", "Factorization", "load_model", "list_layers",
-    "top_units", "Capture", "Probe", "Preprocessing", "preprocessing_of", "RenderResult", "Inversion",
+    "visualize", "invert", "atlas", "Atlas", "concepts", "Concepts", "accentuate", "factorize", "Factorization", "load_model", "list_layers",
+    "top_units", "Capture", "Probe", "as_probe", "Preprocessing", "preprocessing_of", "RenderResult", "Inversion",
     "UnitAttribution", "InvvizError", *_SUBMODULES, "__version__",
 ]
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from .errors import ImageSizeError, ObjectiveError, UnitIndexError
 from .models.capture import resolve_layer
-from .models.probe import Probe, check_images, check_model
+from .models.probe import Probe, as_probe, check_images
 
 METHODS = ("grad_x_act", "integrated_gradients")
 
@@ -36,7 +36,7 @@ class UnitAttribution:
 
 
 def top_units(
-    model: nn.Module,
+    model: nn.Module | Probe,
     layer: str,
     image: torch.Tensor,
     target: int | None = None,
@@ -50,7 +50,7 @@ def top_units(
     Lucid's "semantic dictionary": the units to visualize for this image.
 
     Args:
-        model: the network.
+        model: the network, or a :class:`~invviz.Probe` of it.
         layer: layer name.
         image: one image `(3, H, W)` or `(1, 3, H, W)` in [0, 1] (normalized inside, resized for one-size models).
         target: output index to explain (default: the predicted class).
@@ -60,7 +60,8 @@ def top_units(
     """
     from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 
-    model = check_model(model)
+    probe = as_probe(model)
+    model = probe.model
     if method not in METHODS:
         raise ObjectiveError(f"unknown attribution method {method!r}; use one of {METHODS}")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
@@ -68,7 +69,7 @@ def top_units(
     if target is not None and (isinstance(target, bool) or not isinstance(target, int)):
         kind = "by name" if isinstance(target, str) else f"as {type(target).__name__}"
         raise UnitIndexError(f"the target is an output index (int), e.g. 285; got {target!r} ({kind})")
-    probe = Probe(model, [layer, ""])
+    probe = probe.reading([layer, ""])
     x = check_images(image, channels=probe.channels_in)
     if x.shape[0] != 1:
         raise ImageSizeError(f"top_units explains one image at a time; got a batch of {x.shape[0]}")

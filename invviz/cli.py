@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--out", default="invert.png", help="output PNG: the image above its reconstruction")
 
     add_atlas_parser(sub, fmt)
+    add_concepts_parser(sub, fmt)
     return parser
 
 
@@ -219,6 +220,8 @@ def _run(args) -> int:
         return 0
     if args.command == "atlas":
         return run_atlas(args)
+    if args.command == "concepts":
+        return run_concepts(args)
     if args.command == "visualize":
         _check_image_out(args.out)
         device = _device(args.device)
@@ -346,6 +349,56 @@ def run_atlas(args) -> int:
     if ddp.is_main():
         print(f"wrote {result.html}: {result.rendered} units rendered, {result.skipped} already on disk,"
               f" {result.seconds:.1f} s")
+    return 0
+
+
+def add_concepts_parser(sub, fmt) -> None:
+    p = sub.add_parser("concepts", formatter_class=fmt, help="learn a layer's concepts over a dataset and write them"
+                                                             " with their evidence as a browsable site")
+    _model_args(p)
+    p.add_argument("--layer", required=True, help="layer name, see `invviz layers MODEL`")
+    p.add_argument("--data", default="photos", help="image folder, or 'photos' (the bundled photos)")
+    p.add_argument("--k", type=_positive_int, required=True, help="number of concepts")
+    p.add_argument("--method", default="nmf", choices=["nmf", "sae", "pca"],
+                   help="dictionary: NMF (non-negative layers), a TopK sparse autoencoder, or PCA")
+    p.add_argument("--size", type=_positive_int, default=None, help="side images are fed at (default: native)")
+    p.add_argument("--positions", type=_positive_int, default=16, help="activation vectors drawn per image")
+    p.add_argument("--top-n", type=_positive_int, default=6, help="examples kept per concept")
+    p.add_argument("--steps", type=_positive_int, default=384, help="render steps for the concepts (atlas recipe)")
+    p.add_argument("--render-size", type=_positive_int, default=128, help="render size in px")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder: concepts.pt, concepts.png and index.html")
+
+
+def run_concepts(args) -> int:
+    from .data import photo_paths
+    from .dictionary import concepts
+    from .errors import DatasetNotFoundError
+    from .io import check_writable, save_figure
+    from .microscope import atlas
+    from .training import distributed as ddp
+
+    if not (args.data == "photos" or os.path.isdir(args.data)):
+        raise DatasetNotFoundError(f"--data {args.data!r} is neither an image folder nor 'photos' (the bundled photos:"
+                                   f" {', '.join(photo_paths())})")
+    if ddp.is_main():
+        check_writable(os.path.join(args.out, "concepts.pt"), "concepts")
+    ddp.setup()
+    device = ddp.device() if ddp.active() else _device(args.device)
+    model = _load(args).to(device)
+    result = concepts(model, args.layer, args.data, args.k, method=args.method, size=args.size,
+                      positions=args.positions, top_n=args.top_n, seed=args.seed, progress=not args.no_progress)
+    site = atlas(model, args.layer, args.out, units={args.layer: []}, concepts=result, steps=args.steps,
+                 size=args.render_size, seed=args.seed, data=None, progress=not args.no_progress, title=args.model)
+    if ddp.is_main():
+        result.save(os.path.join(args.out, "concepts.pt"))
+        import matplotlib.pyplot as plt
+
+        fig = result.figure()
+        save_figure(fig, os.path.join(args.out, "concepts.png"))
+        plt.close(fig)
+        print(f"wrote {site.html}: {result.k} {result.method} concepts of {args.layer!r}, held-out R²"
+              f" {result.r2:.3f}, {100 * result.dead:.0f}% dead, from {result.settings['images']} images")
     return 0
 
 

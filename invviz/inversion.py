@@ -19,7 +19,7 @@ from .align.wrapper import FeatureAligned, default_latent_layer
 from .errors import ImageSizeError, ObjectiveError, SettingError
 from .metrics import psnr, ssim
 from .models.loading import Preprocessing
-from .models.probe import Probe, check_images, check_model, image_size
+from .models.probe import Probe, as_probe, check_images, image_size
 from .optvis.inversion import check_latent, invert_features, latent_size
 from .optvis.param import ImageParam
 from .optvis.transforms import Transform, Translate
@@ -81,7 +81,7 @@ class Inversion:
                 f" latent={tuple(self.latent.shape)}{q})")
 
 
-def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch.Tensor | None = None,
+def invert(model: nn.Module | Probe, image: torch.Tensor | None = None, *, latent: torch.Tensor | None = None,
            layer: str | None = None, steps: int | None = None, size: int | Sequence[int] | None = None,
            param: str | ImageParam = INVERT_PARAM,
            transforms: str | Transform | Sequence[Transform] | None = "default",
@@ -91,7 +91,7 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
 
     Args:
         model: a :class:`invviz.align.FeatureAligned` model (decoded with its own T alignment steps), or any image
-            model (inverted by optimization at `layer`).
+            model (inverted by optimization at `layer`), or a :class:`~invviz.Probe` of one.
         image: images `(C, H, W)` or `(B, C, H, W)` in [0, 1] to encode and reconstruct; or None with `latent`.
         latent: a latent `(d,)` or `(B, d)` alone (the flattened features of `layer`).
         layer: the layer inverted (default: the FA model's latent; otherwise the model's feature stage at stride 8,
@@ -109,7 +109,6 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
         >>> rec.images.shape, rec.layer
         (torch.Size([1, 1, 28, 28]), 'layer1')
     """
-    model = check_model(model)
     if (image is None) == (latent is None):
         raise ObjectiveError("pass exactly one of image= (to encode and reconstruct) or latent= (to decode)")
     if steps is not None:
@@ -117,8 +116,9 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
     start = time.perf_counter()
     if isinstance(model, FeatureAligned):
         return _invert_aligned(model, image, latent, layer, steps, start)
-    layer = default_latent_layer(model, "invert") if layer is None else layer
-    probe = Probe(model, [layer])
+    base = as_probe(model)
+    layer = default_latent_layer(base.model, "invert") if layer is None else layer
+    probe = base.reading([layer])
     channels = probe.channels_in
     x = None if image is None else check_images(image, channels=channels)
     if x is not None:
@@ -127,14 +127,14 @@ def invert(model: nn.Module, image: torch.Tensor | None = None, *, latent: torch
             z = probe.latent(x)
     else:
         hw = probe.native_size if size is None else image_size(size)
-        z = check_latent(latent, latent_size(model, layer, hw), layer).to(probe.device)
+        z = check_latent(latent, latent_size(probe, layer, hw), layer).to(probe.device)
     tf = [Translate(INVERT_JITTER)] if isinstance(transforms, str) and transforms == "default" else transforms
     total = INVERT_STEPS if steps is None else steps
     polish = int(round(INVERT_POLISH * total)) if (tf or tv_weight) and isinstance(param, str) else 0
-    result = invert_features(model, layer, z, hw, steps=total - polish, param=param, transforms=tf,
+    result = invert_features(base, layer, z, hw, steps=total - polish, param=param, transforms=tf,
                              tv_weight=tv_weight, lr=lr, seed=seed, channels=channels, progress=progress)
     if polish:
-        result = invert_features(model, layer, z, hw, steps=polish, param=param, init=result.images, lr=lr,
+        result = invert_features(base, layer, z, hw, steps=polish, param=param, init=result.images, lr=lr,
                                  seed=seed, channels=channels, progress=progress)
     with torch.no_grad(), probe:
         error = relative_error(probe.latent(result.images.to(probe.device)), z)

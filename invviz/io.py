@@ -212,6 +212,11 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_plain(path: PathLike) -> Any:
+    """Read a file written by :func:`save_checkpoint` (tensors and plain containers) without executing code."""
+    return _torch_load(os.fspath(path))
+
+
 def load_checkpoint_state(path: PathLike) -> dict[str, Any]:
     """Read an invviz training checkpoint (`{"modules", "optimizers", "step", ...}`) with weights-only loading."""
     path = os.fspath(path)
@@ -223,4 +228,5 @@ def load_checkpoint_state(path: PathLike) -> dict[str, Any]:
 
 
 __all__ = ["atomic_open", "atomic_write", "check_writable", "clean_stale_temporaries", "write_json", "save_image",
-           "save_figure", "save_checkpoint", "save_state_dict", "read_state_dict", "load_checkpoint_state"]
+           "save_figure", "save_checkpoint", "save_state_dict", "read_state_dict", "read_plain",
+           "load_checkpoint_state"]

@@ -23,15 +23,14 @@ import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .errors import DataError, LayerNotFoundError, SettingError
+from .data.stream import ITEM, image_batches, merge_top, peak_crops
+from .errors import LayerNotFoundError, SettingError
 from .io import atomic_write, check_writable, save_image, write_json
 from .models.loading import Preprocessing
-from .models.probe import Probe, check_model, image_size
+from .models.probe import Probe, as_probe, image_size
 from .optvis.objectives import channel, direction, neuron
 from .optvis.render import visualize
 from .plotting import image_grid
@@ -95,17 +94,18 @@ def _done(out_dir: str, layer: str, unit: int) -> bool:
 ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = 384, 0.1, "cosine", "fused"
 
 
-def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,
+def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,
           units: Sequence[int] | dict[str, Sequence[int]] | None = None, steps: int = ATLAS_STEPS, size: int = 128,
           param: str = "fft", batch: int = 16, lr: float = ATLAS_LR, transforms: str = ATLAS_TRANSFORMS, seed: int = 0,
           data: Any = "photos", top_k: int = 6, example_size: int = 96, data_size: int = 224,
           attribution: bool = False, resume: bool = True, progress: bool = True, title: str | None = None,
           preprocessing: Preprocessing | None = None, kind: str = "channel",
-          directions: dict[str, torch.Tensor] | None = None, lr_schedule: str = ATLAS_LR_SCHEDULE) -> Atlas:
+          directions: dict[str, torch.Tensor] | None = None, lr_schedule: str = ATLAS_LR_SCHEDULE,
+          concepts: Any = None) -> Atlas:
     """Render every chosen unit of `layers` into `out_dir` and write a browsable site (`index.html`).
 
     Args:
-        model: any image model.
+        model: any image model, or a :class:`~invviz.Probe` of one (its preprocessing and layouts).
         layers: layer names (see `invviz.list_layers`).
         units: channel indices for every layer, or `{layer: indices}` (default: every channel).
         steps, size, param, lr, transforms, lr_schedule: the render of each unit (one channel objective per batch
@@ -123,11 +123,16 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
         kind: what a unit is: `"channel"` (the channel's mean over space) or `"neuron"` (the channel at the centre).
         directions: also render these directions, `{name: vector (C,)}`, in every layer whose width fits, as units
             numbered after the layer's channels (their names in the index).
+        concepts: a :class:`~invviz.Concepts` result (or a list of them) from :func:`invviz.concepts`: each gets a
+            page of its own beside the layers' (its concepts rendered with this recipe unless already rendered,
+            their top examples with the concept's map over each, their importance and the classes that use them).
+            `units={layer: []}` writes the concept pages alone.
 
     Returns:
         :class:`Atlas` with the index written to `index.json`.
     """
-    model = check_model(model)
+    base = as_probe(model, preprocessing=preprocessing)
+    model = base.model
     ddp.setup()
     out_dir = os.fspath(out_dir)
     layer_list = [layers] if isinstance(layers, str) else list(layers)
@@ -141,12 +146,14 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
     data_size = image_size(data_size)[0]
     if ddp.is_main():
         check_writable(os.path.join(out_dir, "index.json"), "JSON")
-    probe = Probe(model, layer_list, preprocessing=preprocessing)
+    probe = base.reading(layer_list)
     chosen: dict[str, list[int]] = {}
     for layer in layer_list:
         channels = probe.channels(layer, size)
         want = units.get(layer) if isinstance(units, dict) else units
         idx = list(range(channels)) if want is None else sorted({int(u) for u in want})
+        if not idx and not concepts:
+            raise SettingError(f"no units chosen in layer {layer!r}; name some, or pass concepts= for concept pages")
         bad = [u for u in idx if not 0 <= u < channels]
         if bad:
             raise SettingError(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got units {bad[:5]}")
@@ -172,9 +179,9 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
             skipped += len(group)
             continue
         s = batch_seed(layer, group[0], seed)
-        res = visualize(model, None, _objective(layer, group, kind, extra.get(layer, {})), batch=len(group),
+        res = visualize(base, None, _objective(layer, group, kind, extra.get(layer, {})), batch=len(group),
                         steps=steps, size=size, param=param, transforms=transforms, lr=lr, seed=s, progress=progress,
-                        preprocessing=preprocessing, lr_schedule=lr_schedule)
+                        lr_schedule=lr_schedule)
         for j, u in enumerate(group):
             png, record = _unit_paths(out_dir, layer, u)
             save_image(image_grid(res.images[j:j + 1], pad=0), png)
@@ -182,12 +189,18 @@ def atlas(model: nn.Module, layers: str | Sequence[str], out_dir: str | os.PathL
                                 "batch": group, "name": extra.get(layer, {}).get(u, (None,))[0], **settings})
         rendered += len(group)
     render_seconds = time.perf_counter() - t0
-    examples = {} if data is None else _examples(model, probe, chosen, data, top_k, example_size, data_size,
-                                                  out_dir, attribution, preprocessing, extra)
+    examples = {} if data is None else _examples(probe, chosen, data, top_k, example_size, data_size, out_dir,
+                                                  attribution, extra)
     ddp.barrier()
     counts = ddp.all_gather_object((rendered, skipped))
     rendered, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
     index = _index(model, out_dir, chosen, settings, examples, title)
+    for result in ([] if concepts is None else [concepts] if not isinstance(concepts, (list, tuple)) else concepts):
+        if ddp.is_main():
+            if result.images is None:
+                result.render(base, steps=steps, size=size, param=param, seed=seed, lr=lr, lr_schedule=lr_schedule,
+                              transforms=transforms, progress=progress)
+            index["layers"][f"{result.layer} · {result.method} concepts"] = _concept_page(result, out_dir)
     if ddp.is_main():
         write_json(os.path.join(out_dir, "index.json"), index)
         atomic_write(os.path.join(out_dir, "index.html"), lambda f: f.write(site(index)), mode="w", what="HTML")
@@ -231,35 +244,44 @@ def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[int]], setting
     return {"version": INDEX_VERSION, "title": title or type(model).__name__, "settings": settings, "layers": layers}
 
 
-def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, torch.Tensor]]:
-    """`(batch index, images (B, C, size, size) in [0, 1])` from a folder, a loader, or the bundled photos; this
-    rank's share (every `world`-th batch)."""
-    from .data import ImageFiles, load_photo, photo_paths
+def _concept_page(result: Any, out_dir: str) -> dict[str, Any]:
+    """Write a concepts result's images (renderings, examples, their maps over the examples) and return its page:
+    the same record as a layer's units, with the importance for the objective and the classes that use each."""
+    import matplotlib
 
-    if isinstance(data, str) and data == "photos":
-        names = sorted(photo_paths())
-        images = torch.stack([load_photo(n, size) for n in names]) if names else torch.zeros(0, 3, size, size)
-        batches: Iterable[Any] = [images[i:i + 16] for i in range(0, len(images), 16)]
-    elif isinstance(data, (str, os.PathLike)):
-        ds = ImageFiles(data, size, channels)
-        batches = torch.utils.data.DataLoader(ds, batch_size=16, shuffle=False)
-    else:
-        batches = data
-    for i, batch in enumerate(batches):
-        if i % ddp.world_size() != ddp.rank():
-            continue
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.dtype.is_floating_point:
-            raise DataError("atlas data must give float image batches (B, C, H, W) in [0, 1] (or (images, labels))")
-        if tuple(x.shape[2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        yield i, x.clamp(0, 1)
+    folder = os.path.join(_safe(result.layer), f"concepts_{result.method}_{result.k}")
+    units = {}
+    for j in range(result.k):
+        image = os.path.join(folder, f"concept_{j:03d}.png")
+        save_image(image_grid(result.images[j:j + 1], pad=0), os.path.join(out_dir, image))
+        peak = float(result.heatmaps[j].max().clamp(min=1e-12))
+        examples = []
+        for e in range(result.examples.shape[1]):
+            crop = result.examples[j, e].permute(1, 2, 0).float() / 255
+            heat = torch.from_numpy(matplotlib.colormaps["magma"]((result.heatmaps[j, e] / peak).clamp(0, 1).numpy())
+                                    [..., :3]).float()
+            rel = os.path.join(folder, f"concept_{j:03d}_{e}.png")
+            save_image((crop * 255 + 0.5).to(torch.uint8).numpy(), os.path.join(out_dir, rel))
+            over = os.path.join(folder, f"concept_{j:03d}_{e}_map.png")
+            save_image(((0.5 * crop + 0.5 * heat) * 255 + 0.5).to(torch.uint8).numpy(), os.path.join(out_dir, over))
+            examples.append({"image": rel, "activation": float(result.scores[j, e]), "attribution": over})
+        units[str(j)] = {"image": image, "objective": float(result.importance[j]), "seed": result.settings["seed"],
+                         "examples": examples, "name": f"concept {j}",
+                         "classes": [[c, round(s, 6)] for c, s in result.top_classes(j, 5)]}
+    return {"units": units, "channels": result.k, "kind": "concepts", "layer": result.layer, "method": result.method,
+            "r2": result.r2, "dead": result.dead}
+
+
+def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, torch.Tensor]]:
+    """This rank's share (every `world`-th batch) of :func:`invviz.data.stream.image_batches`."""
+    for i, x in image_batches(data, size, channels):
+        if i % ddp.world_size() == ddp.rank():
+            yield i, x
 
 
 @torch.no_grad()
-def _examples(model, probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, crop: int, size: int,
-              out_dir: str, attribution: bool, preprocessing, extra: dict | None = None
-              ) -> dict[str, dict[int, list[dict]]]:
+def _examples(probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, crop: int, size: int,
+              out_dir: str, attribution: bool, extra: dict | None = None) -> dict[str, dict[int, list[dict]]]:
     """The top-k examples of every unit in one streaming pass: scores `(C, k)`, crops `(C, k, 3, s, s)` uint8 per
     layer; merged over the ranks by rank 0, which writes the example PNGs. A direction unit scores the features'
     projection on its direction."""
@@ -282,14 +304,14 @@ def _examples(model, probe: Probe, chosen: dict[str, list[int]], data: Any, k: i
                 b, u, h, w = f.shape
                 flat = f.reshape(b, u, -1)
                 score, pos = flat.max(dim=2)  # (B, U)
-                crops = _crops(x, pos, h, w, crop)  # (B, U, 3, s, s) uint8
-                ids = (torch.arange(b) + i * 1_000_000)[:, None].expand(b, u)  # (batch, item): stable ties
-                _merge(best, layer, score.T.float().cpu(), ids.T, crops.transpose(0, 1), k)
+                crops = peak_crops(x, pos, h, w, crop)[0]  # (B, U, 3, s, s) uint8
+                ids = (torch.arange(b) + i * ITEM)[:, None].expand(b, u)  # (batch, item): stable ties
+                merge_top(best, layer, score.T.float().cpu(), ids.T, k, crops.transpose(0, 1))
     gathered = ddp.all_gather_object(best)
     merged: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     for part in gathered:
         for layer, (score, ids, crops) in part.items():
-            _merge(merged, layer, score, ids, crops, k)
+            merge_top(merged, layer, score, ids, k, crops)
     out: dict[str, dict[int, list[dict]]] = {}
     if not ddp.is_main():
         return out
@@ -307,51 +329,17 @@ def _examples(model, probe: Probe, chosen: dict[str, list[int]], data: Any, k: i
                 save_image(crops[row, j].permute(1, 2, 0).numpy(), os.path.join(out_dir, rel))
                 entry = {"image": rel, "activation": float(score[row, j])}
                 if attribution:
-                    entry["attribution"] = _attribution(model, layer, unit, crops[row, j], out_dir, rel,
-                                                        preprocessing)
+                    entry["attribution"] = _attribution(probe, layer, unit, crops[row, j], out_dir, rel)
                 entries.append(entry)
             out[layer][unit] = entries
     return out
 
 
-def _crops(x: torch.Tensor, pos: torch.Tensor, h: int, w: int, side: int) -> torch.Tensor:
-    """Square crops (half the image side, centred on each unit's strongest position, clamped inside) resized to
-    `side`, as uint8 `(B, U, 3, side, side)`."""
-    b, _, height, width = x.shape
-    half = max(1, min(height, width) // 4)
-    ys = ((pos // w).float() + 0.5) * height / h
-    xs = ((pos % w).float() + 0.5) * width / w
-    out = torch.empty(b, pos.shape[1], x.shape[1], side, side, dtype=torch.uint8)
-    for i in range(b):
-        for j in range(pos.shape[1]):
-            cy = int(min(max(ys[i, j].item(), half), height - half))
-            cx = int(min(max(xs[i, j].item(), half), width - half))
-            patch = x[i:i + 1, :, cy - half:cy + half, cx - half:cx + half]
-            patch = F.interpolate(patch, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
-            out[i, j] = (patch[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-    if out.shape[2] == 1:
-        out = out.expand(-1, -1, 3, -1, -1).contiguous()
-    return out
-
-
-def _merge(best: dict, layer: str, score: torch.Tensor, ids: torch.Tensor, crops: torch.Tensor, k: int) -> None:
-    """Keep the k highest scores per unit (ties: the earlier data index), with their crops."""
-    if layer in best:
-        s0, i0, c0 = best[layer]
-        score, ids, crops = torch.cat([s0, score], 1), torch.cat([i0, ids], 1), torch.cat([c0, crops], 1)
-    # sort by score descending, then data index ascending: a total order, so ranks merge alike
-    order = torch.from_numpy(np.lexsort((ids.numpy(), -score.numpy()), axis=1))[:, :k]
-    best[layer] = (score.gather(1, order), ids.gather(1, order),
-                   crops[torch.arange(crops.shape[0])[:, None], order])
-
-
-def _attribution(model, layer: str, unit: int, crop: torch.Tensor, out_dir: str, rel: str, preprocessing) -> str:
+def _attribution(probe: Probe, layer: str, unit: int, crop: torch.Tensor, out_dir: str, rel: str) -> str:
     """captum's gradient x input of the unit (mean over space) on an example, as a heat map PNG beside it."""
     from captum.attr import InputXGradient
 
-    from .models.probe import Probe
-
-    probe = Probe(model, [layer], preprocessing=preprocessing)
+    probe = probe.reading([layer])
     x = (crop.float() / 255)[None].to(probe.device)
 
     def unit_mean(images: torch.Tensor) -> torch.Tensor:
@@ -402,7 +390,9 @@ function show(layer){
   current = layer; grid.innerHTML = '';
   [...nav.children].forEach(b => b.classList.toggle('active', b.dataset.layer === layer));
   const units = A.layers[layer].units; const ids = Object.keys(units).map(Number).sort((a,b)=>a-b);
-  count.textContent = ids.length + ' units';
+  const kind = A.layers[layer].kind === 'concepts' ? 'concepts' : 'units';
+  count.textContent = ids.length + ' ' + kind + (A.layers[layer].r2 !== undefined ? ', held-out R\u00b2 ' +
+    A.layers[layer].r2.toFixed(3) : '');
   count.dataset.count = ids.length;
   for (const u of ids){
     const d = document.createElement('div'); d.className = 'unit'; d.id = 'unit-' + u; d.dataset.unit = u;
@@ -413,15 +403,19 @@ function show(layer){
 }
 function open(u){
   const e = A.layers[current].units[u]; if (!e) return;
+  const concept = A.layers[current].kind === 'concepts';
   let ex = '';
   for (const x of e.examples){
     ex += '<figure><img src="' + esc(x.image) + '" alt="example"><figcaption class="muted">' + x.activation.toFixed(2) +
       '</figcaption>' + (x.attribution ? '<img src="' + esc(x.attribution) + '" alt="attribution">' : '') + '</figure>';
   }
-  panel.innerHTML = '<h2 id="panel-title">' + esc(current) + ' : unit ' + u + (e.name ? ' (' + esc(e.name) + ')' : '') +
-    '</h2><img class="big" src="' +
-    esc(e.image) + '" alt="unit ' + u + '"><p class="muted">objective ' + e.objective.toFixed(3) + ', seed ' + e.seed +
-    '</p>' + (ex ? '<h3>dataset examples</h3><div class="examples">' + ex + '</div>' : '');
+  const what = concept ? 'importance ' + (100 * e.objective).toFixed(1) + '%' : 'objective ' + e.objective.toFixed(3);
+  const cls = (e.classes || []).map(c => '<li>class ' + c[0] + ': ' + c[1].toPrecision(3) + '</li>').join('');
+  panel.innerHTML = '<h2 id="panel-title">' + esc(current) + ' : ' + (concept ? 'concept ' : 'unit ') + u +
+    (e.name && !concept ? ' (' + esc(e.name) + ')' : '') + '</h2><img class="big" src="' +
+    esc(e.image) + '" alt="unit ' + u + '"><p class="muted">' + what + ', seed ' + e.seed +
+    '</p>' + (ex ? '<h3>dataset examples</h3><div class="examples">' + ex + '</div>' : '') +
+    (cls ? '<h3>classes that use it</h3><ul id="classes">' + cls + '</ul>' : '');
   document.querySelectorAll('.unit.hit').forEach(n => n.classList.remove('hit'));
   const cell = document.getElementById('unit-' + u); if (cell) cell.classList.add('hit');
 }

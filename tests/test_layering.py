@@ -13,7 +13,7 @@ LAYERS = {
     "models": 3,
     "optvis": 4,
     "ifv": 5, "priors": 5, "align": 5,
-    "inversion": 6, "attribution": 6, "microscope": 6,
+    "inversion": 6, "attribution": 6, "microscope": 6, "dictionary": 6,
     "cli": 7, "__init__": 8, "__main__": 8,
 }
 

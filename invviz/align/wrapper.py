@@ -40,7 +40,7 @@ from ..io import check_writable, load_checkpoint_state, save_checkpoint
 from ..models.activations import double_differentiable, leaky_gradients
 from ..models.capture import resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
-from ..models.probe import Probe, check_model, image_size, model_dtype, resolve_preprocessing
+from ..models.probe import Probe, as_probe, image_size, model_dtype
 from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
@@ -167,13 +167,14 @@ class FeatureAligned(nn.Module):
         ('projection', torch.Size([2, 1568]))
     """
 
-    def __init__(self, model: nn.Module, layer: str | None = None, *, steps: int = ALIGN_STEPS, tau: float = 1.0,
+    def __init__(self, model: nn.Module | Probe, layer: str | None = None, *, steps: int = ALIGN_STEPS, tau: float = 1.0,
                  learn_tau: bool = True, init: str = "zeros", init_scale: float = 0.1, learn_r0: bool = True,
                  seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = "auto",
                  trainable: str = "encoder", lora_rank: int = 8, preprocessing: Preprocessing | None = None,
                  layouts: dict[str, str] | None = None, leak: float = 0.0) -> None:
         super().__init__()
-        model = check_model(model)
+        given = as_probe(model, preprocessing=preprocessing, layouts=layouts)
+        model = given.model
         check_schedule(steps, tau)
         if preserve not in PRESERVE:
             raise SettingError(f"preserve must be one of {PRESERVE}; got {preserve!r}")
@@ -183,8 +184,8 @@ class FeatureAligned(nn.Module):
         if not isinstance(self.layer, str):
             raise LayerNotFoundError(f"a layer is named by a string (see invviz.list_layers); got {self.layer!r}")
         resolve_layer(model, self.layer)
-        self.prep = resolve_preprocessing(model, preprocessing)
-        self.layouts = dict(layouts or {})
+        self.prep = given.preprocessing
+        self.layouts = dict(given.layout_overrides)
         self.model = copy.deepcopy(model)
         teacher = copy.deepcopy(model).eval()
         teacher.requires_grad_(False)
@@ -219,11 +220,15 @@ class FeatureAligned(nn.Module):
         return self._probe(self._teacher, [""], True).model_input(images)
 
     def _probe(self, model: nn.Module, layers: list[str], freeze: bool) -> Probe:
-        """One probe per (network, layers, freezing), kept so its layouts are found once."""
+        """One probe per network (the trained copy, the teacher), kept so its layouts are found once; a view of it
+        per (layers, freezing)."""
         cache = self.__dict__.setdefault("_probes", {})
+        root = cache.get(id(model))
+        if root is None or root.model is not model:
+            root = cache[id(model)] = Probe(model, preprocessing=self.prep, layouts=self.layouts)
         key = (id(model), tuple(layers), freeze)
         if key not in cache or cache[key].model is not model:
-            cache[key] = Probe(model, layers, preprocessing=self.prep, layouts=self.layouts, freeze=freeze)
+            cache[key] = root.reading(layers, freeze=freeze)
         return cache[key]
 
     def _head_jacobian(self) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError
-from ..models.probe import Probe
+from ..models.probe import Probe, as_probe
 from .jacobian import pixel_realization
 from .objective import Aggregation
 from .realize import realize, reoptimize
@@ -71,20 +71,26 @@ def _non_trivial(rec) -> tuple[torch.Tensor, int]:
     return d, excluded
 
 
-def match(model_a: nn.Module, layer_a: str, objective: int | torch.Tensor, model_b: nn.Module, layer_b: str, *,
-          cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean", size: int = 128,
+def match(model_a: nn.Module | Probe, layer_a: str, objective: int | torch.Tensor, model_b: nn.Module | Probe,
+          layer_b: str, *, cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean",
+          position: tuple[int, int] | None = None, size: int = 128,
           adam_steps: int = 400, lbfgs_steps: int = 100, reopt_steps: int = 200, top: int = 5, seed: int = 0,
           points: int = 9) -> Match:
-    """Visualize `objective` (a channel index or a direction `(k_a,)`) in A, then recover B's direction for it."""
+    """Visualize `objective` (a channel index or a direction `(k_a,)`) in A, then recover B's direction for it.
+
+    `cossim_pow`, `aggregation` and `position` (for `aggregation="pick"`) are the direction objective's, in both
+    models. Either model may be a :class:`~invviz.Probe` (its preprocessing and layouts)."""
+    model_a, model_b = as_probe(model_a), as_probe(model_b)
     if isinstance(objective, int):
-        k_a = Probe(model_a, [layer_a]).channels(layer_a, size)
+        k_a = model_a.reading([layer_a]).channels(layer_a, size)
         if not 0 <= objective < k_a:
             raise ObjectiveError(f"channel {objective} out of range for {layer_a!r} with {k_a} channels")
         target = torch.zeros(k_a)
         target[objective] = 1.0
     else:
         target = torch.as_tensor(objective, dtype=torch.float32).flatten()
-    real = realize(model_a, layer_a, target, cossim_pow=cossim_pow, aggregation=aggregation, size=size,
+    real = realize(model_a, layer_a, target, cossim_pow=cossim_pow, aggregation=aggregation, position=position,
+                   size=size,
                    adam_steps=adam_steps, lbfgs_steps=lbfgs_steps, seed=seed)
     param = real.element(0)
     image = param().detach()
@@ -92,7 +98,7 @@ def match(model_a: nn.Module, layer_a: str, objective: int | torch.Tensor, model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an A-optimum is rarely an exact B-optimum; the checks are reported instead
         rec = recover_objective(model_b, layer_b, pixels, cossim_pow=cossim_pow, aggregation=aggregation,
-                                points=points, seed=seed)
+                                position=position, points=points, seed=seed)
     d, excluded = _non_trivial(rec)
     trivial = excluded > 0  # the unrestricted prediction (the smallest singular value) was one of them
     v = rec.response.double()
@@ -106,7 +112,7 @@ def match(model_a: nn.Module, layer_a: str, objective: int | torch.Tensor, model
         notes.append(f"the matched direction barely responds to the image in B (cosine {cos:.3g}); B has no unit that"
                      " responds to A's pattern")
     ssim, _ = reoptimize(model_b, layer_b, pixels, d[None], steps=reopt_steps, cossim_pow=cossim_pow,
-                         aggregation=aggregation)
+                         aggregation=aggregation, position=position)
     order = d.abs().argsort(descending=True)[:top]
     if notes:
         warnings.warn("ifv.match: " + "; ".join(notes), stacklevel=2)

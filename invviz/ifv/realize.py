@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from ..metrics import ssim
-from ..models.probe import Probe, check_model, image_size, model_device
+from ..models.probe import Probe, as_probe, image_size
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
 from ..training.loop import check_learning_rate
@@ -46,12 +46,12 @@ class Realization:
         return self.param.select(index)
 
 
-def objective_gradient(model: nn.Module, layer: str, param: ImageParam, targets: torch.Tensor, *,
+def objective_gradient(model: nn.Module | Probe, layer: str, param: ImageParam, targets: torch.Tensor, *,
                        cossim_pow: float, aggregation: Aggregation, position: tuple[int, int] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Objective values `(B,)` and the norm of their gradient with respect to each image's free variables `(B,)`."""
     obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
-    with Probe(model, [layer]) as probe:
+    with as_probe(model, [layer]) as probe:
         params = list(param.parameters())
         vals = obj(probe(param()))
         grads = torch.autograd.grad(vals.sum(), params)
@@ -59,7 +59,7 @@ def objective_gradient(model: nn.Module, layer: str, param: ImageParam, targets:
     return vals.detach(), norm.detach()
 
 
-def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: float = 1.0,
+def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, cossim_pow: float = 1.0,
             aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
             param: str | ImageParam = "pixel", size: int = 128, adam_steps: int = 800, lbfgs_steps: int = 300,
             lr: float = 0.05, seed: int = 0, progress: bool = False) -> Realization:
@@ -72,7 +72,7 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
     `param` may be an :class:`ImageParam` that is already optimized: with `adam_steps=0` its optimization goes on
     with `lbfgs_steps` more L-BFGS steps (a fresh curvature history), e.g. to refine cached realizations.
     """
-    model = check_model(model)
+    base = as_probe(model)
     try:
         targets = torch.as_tensor(targets, dtype=torch.float32)
     except (TypeError, ValueError):
@@ -89,20 +89,20 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
     lr = check_learning_rate(lr)
     b = targets.shape[0]
     rng = torch.Generator().manual_seed(seed)
-    channels = Probe(model, [layer]).channels_in  # checks the layer name, knows the input channels
-    p = make_param(param, image_size(size), b, rng, channels=channels).to(model_device(model))
+    channels = base.reading([layer]).channels_in  # checks the layer name, knows the input channels
+    p = make_param(param, image_size(size), b, rng, channels=channels).to(base.device)
     obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
-    grad = functools.partial(objective_gradient, model, layer, p, targets, cossim_pow=cossim_pow,
+    grad = functools.partial(objective_gradient, base, layer, p, targets, cossim_pow=cossim_pow,
                              aggregation=aggregation, position=position)
     seconds = 0.0
     if adam_steps:
-        seconds += render(model, obj, p, transforms=None, steps=adam_steps, lr=lr, rng=rng,
+        seconds += render(base, obj, p, transforms=None, steps=adam_steps, lr=lr, rng=rng,
                           progress=progress).seconds
     _, norm_adam = grad()
     if lbfgs_steps:
         lbfgs = functools.partial(torch.optim.LBFGS, lr=1.0, max_iter=1, history_size=20,
                                   line_search_fn="strong_wolfe")
-        second = render(model, obj, p, transforms=None, steps=lbfgs_steps, optimizer=lbfgs, progress=progress)
+        second = render(base, obj, p, transforms=None, steps=lbfgs_steps, optimizer=lbfgs, progress=progress)
         seconds += second.seconds
     values, norm = grad()
     with torch.no_grad():
@@ -111,7 +111,7 @@ def realize(model: nn.Module, layer: str, targets: torch.Tensor, *, cossim_pow: 
                        objective=values.cpu(), seconds=seconds)
 
 
-def reoptimize(model: nn.Module, layer: str, param: ImageParam, directions: torch.Tensor, *, steps: int = 500,
+def reoptimize(model: nn.Module | Probe, layer: str, param: ImageParam, directions: torch.Tensor, *, steps: int = 500,
                cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean",
                position: tuple[int, int] | None = None, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-optimize a copy of `param` for `steps` Adam steps under `directions (B, k)`; SSIM before/after `(B,)`.

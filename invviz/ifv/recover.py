@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError
-from ..models.probe import Probe, check_model
+from ..models.probe import Probe, as_probe
 from ..optvis.param import ImageParam
 from .jacobian import free_variables, jacobian, pixel_realization, response_fn
 from .objective import AGGREGATIONS, Aggregation
@@ -126,7 +126,7 @@ def offsets(xi: torch.Tensor, n: int, radius: float, *, antithetic: bool = True,
 
 
 def recover_objective(
-    model: nn.Module,
+    model: nn.Module | Probe,
     layer: str,
     realization: ImageParam | torch.Tensor,
     *,
@@ -144,7 +144,7 @@ def recover_objective(
     """Recover the unit objective that `realization` maximizes at `layer` (Grad-IFV).
 
     Args:
-        model: the network the visualization was made with.
+        model: the network the visualization was made with, or a :class:`~invviz.Probe` of it.
         layer: layer name; its features are aggregated with `aggregation` into `v (k,)`.
         realization: the parameterization that produced the image (its free variables are differentiated: pixel,
             FFT, MaCo), or the image itself `(3, H, W)` in (0, 1) (treated as a pixel parameterization).
@@ -164,14 +164,14 @@ def recover_objective(
             average and only the non-smooth part is averaged (measured: a large gain over independent offsets).
         seed: seeds the offsets.
     """
-    model = check_model(model)
+    base = as_probe(model)
     if cossim_pow < 0:
         raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
     if aggregation not in AGGREGATIONS:
         raise ObjectiveError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
     if not isinstance(points, int) or isinstance(points, bool) or points < 1 or not radius >= 0:
         raise ObjectiveError(f"need an int points >= 1 and radius >= 0; got points={points!r}, radius={radius!r}")
-    probe = Probe(model, [layer])
+    probe = base.reading([layer])
     if isinstance(realization, ImageParam):
         param = realization
         first = next(param.parameters())

@@ -13,12 +13,12 @@ from .loading import (
     model_device,
     preprocessing_of,
 )
-from .probe import Probe, check_images, check_model, features, image_size, model_dtype, resolve_preprocessing
+from .probe import Probe, as_probe, check_images, check_model, features, image_size, model_dtype, resolve_preprocessing
 from .state import frozen_eval
 
 __all__ = [
     "Capture", "LayerLayout", "resolve_layer", "LayerInfo", "LayerTable", "list_layers", "IMAGENET_MEAN",
     "IMAGENET_STD", "Normalize", "Preprocessing", "default_input", "load_checkpoint", "load_model",
-    "model_device", "preprocessing_of", "Probe", "check_images", "check_model", "features", "image_size",
+    "model_device", "preprocessing_of", "Probe", "as_probe", "check_images", "check_model", "features", "image_size",
     "model_dtype", "resolve_preprocessing", "frozen_eval",
 ]

@@ -223,15 +223,17 @@ class Capture:
         self._outputs = {}
         self._count = {}
         key = _input_key(x)
-        if not self._probed and self._cache is not None and key in self._cache:
-            self.layouts, self.calls = dict(self._cache[key][0]), dict(self._cache[key][1])
+        cached = None if self._cache is None else self._cache.get(key)
+        if not self._probed and cached is not None and all(s in cached[0] for s in self.specs):
+            self.layouts, self.calls = dict(cached[0]), dict(cached[1])
             self._probed = True
             self._probed_hw = key[-2:] if key else None
         if not self._probed:
             self._probe(x)
             self._probed_hw = key[-2:] if key else None
-            if self._cache is not None and key is not None:
-                self._cache[key] = (dict(self.layouts), dict(self.calls))
+            if self._cache is not None and key is not None:  # what other captures of the model found is kept
+                old = cached or ({}, {})
+                self._cache[key] = ({**old[0], **self.layouts}, {**old[1], **self.calls})
         else:
             try:
                 self.model(*x) if isinstance(x, tuple) else self.model(x)

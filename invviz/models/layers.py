@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -12,6 +13,9 @@ from ..errors import ImageSizeError, InvvizError
 from .capture import Capture
 from .loading import default_input
 from .state import frozen_eval
+
+if TYPE_CHECKING:
+    from .probe import Probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +46,7 @@ class LayerTable(list):
         return [info.name for info in self]
 
 
-def list_layers(model: nn.Module, *, size: int | Sequence[int] | None = None) -> LayerTable:
+def list_layers(model: nn.Module | Probe, *, size: int | Sequence[int] | None = None) -> LayerTable:
     """List the dotted `named_modules()` names of `model` with output shape and layout.
 
     One forward pass (no gradients) of a grey image at the model's native size (or `size`) fills in shapes;
@@ -55,13 +59,15 @@ def list_layers(model: nn.Module, *, size: int | Sequence[int] | None = None) ->
         >>> [(i.name, i.channels, i.layout) for i in table if i.name == "layer3"]
         [('layer3', 256, 'NCHW')]
     """
-    from .probe import check_model
+    from .probe import Probe, check_model
 
-    model = check_model(model)
+    layouts = model.layout_overrides if isinstance(model, Probe) else None
+    model = check_model(model.model if isinstance(model, Probe) else model)
     names = [n for n, _ in model.named_modules() if n]
     order: dict[str, int] = {}
     x = default_input(model, 1, size)
-    with frozen_eval(model), torch.no_grad(), Capture(model, names, clone=False, stop_early=False, strict=False) as cap:
+    with frozen_eval(model), torch.no_grad(), Capture(model, names, clone=False, stop_early=False, strict=False,
+                                                             layouts=layouts) as cap:
         try:
             raw = cap.run(x, raw=True)
         except InvvizError:

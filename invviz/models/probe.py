@@ -9,6 +9,7 @@ handled once for every method.
 from __future__ import annotations
 
 import contextlib
+import copy
 import numbers
 import warnings
 import weakref
@@ -64,8 +65,9 @@ def resolve_preprocessing(model: nn.Module, preprocessing: Preprocessing | None 
         _WARNED.add(model)
         warnings.warn(
             f"{type(model).__name__} carries no preprocessing (it was not made by invviz.load_model and has no timm"
-            " pretrained_cfg), so invviz normalizes its inputs with ImageNet's mean/std; pass preprocessing="
-            "invviz.Preprocessing(mean=..., std=...) or set model.invviz_preprocessing if it was trained otherwise",
+            " pretrained_cfg), so invviz normalizes its inputs with ImageNet's mean/std; if it was trained otherwise,"
+            " wrap it once, probe = invviz.Probe(model, preprocessing=invviz.Preprocessing(mean=..., std=...)),"
+            " and pass the probe to any verb",
             UserWarning, stacklevel=3)
     return prep
 
@@ -147,17 +149,16 @@ class Probe:
         (torch.Size([2, 256, 4, 4]), 128)
     """
 
-    def __init__(self, model: nn.Module, layers: str | Iterable[str], *, preprocessing: Preprocessing | None = None,
-                 layouts: Mapping[str, Layout] | None = None, freeze: bool = True, eval_mode: bool = True,
-                 resize: bool = True) -> None:
+    built = 0  # probes made from a bare model so far (views made by `reading` are not counted); see tests
+
+    def __init__(self, model: nn.Module, layers: str | Iterable[str] = (), *,
+                 preprocessing: Preprocessing | None = None, layouts: Mapping[str, Layout] | None = None,
+                 freeze: bool = True, eval_mode: bool = True, resize: bool = True) -> None:
         self.model = check_model(model)
-        names = [layers] if isinstance(layers, str) else list(layers)
-        for name in names:
-            if not isinstance(name, str):
-                raise LayerNotFoundError(f"a layer is named by a string like 'layer3' or 'blocks.4' (see"
-                                         f" invviz.list_layers(model)); got {name!r} ({type(name).__name__})")
-            resolve_layer(self.model, name.rpartition("@")[0] if "@" in name else name)
-        self.layers = list(dict.fromkeys(names))
+        if layouts is not None and not isinstance(layouts, Mapping):
+            raise SettingError(f"layouts must map layer names to layouts, e.g. {{'stages.1': 'NHWC'}}; got"
+                               f" {type(layouts).__name__}")
+        self.layers = self._check_layers(layers)
         self.preprocessing = resolve_preprocessing(self.model, preprocessing)
         self.layout_overrides = dict(layouts or {})
         self.freeze, self.eval_mode, self.resize = freeze, eval_mode, resize
@@ -165,9 +166,31 @@ class Probe:
         self.normalize = Normalize(self.preprocessing).to(self.device, self.dtype)
         self._stack: contextlib.ExitStack | None = None
         self._cap: Capture | None = None
-        self._ok_shapes: set[tuple[int, ...]] = set()
-        self._layout_cache: dict = {}  # layouts per input shape, kept across openings
+        self._ok_shapes: set[tuple[int, ...]] = set()  # input shapes the model took, shared by every view
+        self._layout_cache: dict = {}  # layouts per input shape, kept across openings and shared by every view
         self._last_layouts: dict[str, LayerLayout] = {}
+        self._clone = True
+        Probe.built += 1
+
+    def _check_layers(self, layers: str | Iterable[str]) -> list[str]:
+        names = [layers] if isinstance(layers, str) else list(layers)
+        for name in names:
+            if not isinstance(name, str):
+                raise LayerNotFoundError(f"a layer is named by a string like 'layer3' or 'blocks.4' (see"
+                                         f" invviz.list_layers(model)); got {name!r} ({type(name).__name__})")
+            resolve_layer(self.model, name.rpartition("@")[0] if "@" in name else name)
+        return list(dict.fromkeys(names))
+
+    def reading(self, layers: str | Iterable[str], *, freeze: bool | None = None, in_graph: bool = False) -> Probe:
+        """This probe reading `layers`: the same model, preprocessing, layouts and layout cache (what one probe
+        learned about the model serves every verb), with its own capture when opened. `in_graph` returns the
+        layers' own outputs rather than copies, so gradients of later outputs can be taken with respect to them."""
+        view = copy.copy(self)
+        view.layers = self._check_layers(layers)
+        view.freeze = self.freeze if freeze is None else freeze
+        view._clone = not in_graph
+        view._stack, view._cap, view._last_layouts = None, None, {}
+        return view
 
     # -- opening ---------------------------------------------------------------------------------------------
     def __enter__(self) -> Probe:
@@ -175,7 +198,7 @@ class Probe:
         try:
             stack.enter_context(frozen_eval(self.model, freeze=self.freeze, eval_mode=self.eval_mode))
             self._cap = stack.enter_context(Capture(self.model, self.layers, layouts=self.layout_overrides,
-                                                    cache=self._layout_cache))
+                                                    cache=self._layout_cache, clone=self._clone))
         except BaseException:
             stack.close()
             raise
@@ -259,6 +282,8 @@ class Probe:
         return f.mean(dim=(2, 3)) if pool else f.flatten(1)
 
     def _one(self, layer: str | None) -> str:
+        if not self.layers:
+            raise LayerNotFoundError("this probe reads no layer yet; read one with probe.reading('layer3')")
         if layer is None:
             if len(self.layers) != 1:
                 raise LayerNotFoundError(f"this probe reads {self.layers}; name the layer")
@@ -289,13 +314,25 @@ class Probe:
         return self.layout(layer, size).channels
 
 
-def features(model: nn.Module, layers: str | Iterable[str], images: torch.Tensor, **kwargs: Any
+def as_probe(model: nn.Module | Probe, layers: str | Iterable[str] = (), *,
+             preprocessing: Preprocessing | None = None, layouts: Mapping[str, Layout] | None = None) -> Probe:
+    """The one way every verb takes a model: a :class:`Probe` passed in is used as it is (reading `layers`), a bare
+    `nn.Module` gets one probe, with `preprocessing` and `layouts` if given (else the model's own)."""
+    if isinstance(model, Probe):
+        if preprocessing is not None or layouts is not None:
+            raise SettingError("preprocessing= and layouts= belong to the Probe you passed; give them when you make"
+                               " it: invviz.Probe(model, preprocessing=..., layouts=...)")
+        return model.reading(layers) if layers else model
+    return Probe(model, layers, preprocessing=preprocessing, layouts=layouts)
+
+
+def features(model: nn.Module | Probe, layers: str | Iterable[str], images: torch.Tensor, **kwargs: Any
              ) -> dict[str, torch.Tensor]:
     """One-off features `{layer: (B, C, H, W)}` of `images` in [0, 1], without gradients (see :class:`Probe`)."""
     with torch.no_grad():
-        return Probe(model, layers, **kwargs)(check_images(images, channels=None))
+        return as_probe(model, layers, **kwargs)(check_images(images, channels=None))
 
 
-__all__ = ["Probe", "features", "check_images", "check_model", "image_size", "model_dtype", "model_device",
+__all__ = ["Probe", "as_probe", "features", "check_images", "check_model", "image_size", "model_dtype", "model_device",
            "resolve_preprocessing"]
 

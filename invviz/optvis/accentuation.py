@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import SettingError
-from ..models.probe import Probe, check_images, check_model
+from ..models.probe import Probe, as_probe, check_images
 from .objectives import Objective, as_objective, custom
 from .param import ImageParam, make_param
 from .render import RenderResult, render
@@ -65,7 +65,7 @@ def feature_distance(layer: str) -> Objective:
     return custom(layer, dist, name=f"feature_distance({layer!r})")
 
 
-def accentuate(model: nn.Module, layer: str | None, objective: object, image: torch.Tensor, *,
+def accentuate(model: nn.Module | Probe, layer: str | None, objective: object, image: torch.Tensor, *,
                reg_layer: str, reg_weight: float = 1.0, steps: int = 256, lr: float = 0.02,
                param: str = "fft", transforms: str | Transform | Sequence[Transform] | None = "standard",
                seed: int = 0, progress: bool = False) -> RenderResult:
@@ -86,17 +86,17 @@ def accentuate(model: nn.Module, layer: str | None, objective: object, image: to
         >>> sorted(res.monitored), tuple(res.images.shape)
         (['distance', 'objective'], (1, 3, 32, 32))
     """
-    model = check_model(model)
+    base = as_probe(model)
     if not isinstance(reg_weight, (int, float)) or not reg_weight >= 0:
         raise SettingError(f"reg_weight must be a number >= 0; got {reg_weight!r}")
     obj = as_objective(objective, layer)
-    probe = Probe(model, [reg_layer])
+    probe = base.reading([reg_layer])
     x = check_images(image, channels=probe.channels_in, what="the image to accentuate")
     n = x.shape[0]
     distance = feature_distance(reg_layer)
     rng = torch.Generator().manual_seed(seed)
     p = _WithReference(make_param(param, tuple(x.shape[2:]), n, rng, init=x, channels=x.shape[1]), x)
-    res = render(model, _Accentuation(obj, distance, float(reg_weight), n), p, transforms=make_transforms(transforms),
+    res = render(base, _Accentuation(obj, distance, float(reg_weight), n), p, transforms=make_transforms(transforms),
                  steps=steps, lr=lr, rng=rng, progress=progress, snapshots=[0],
                  monitor={"objective": _Accentuation(obj, distance, 0.0, n, "objective"),
                           "distance": _Accentuation(obj, distance, 0.0, n, "distance")})

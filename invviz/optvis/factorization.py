@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError
-from ..models.probe import Probe, check_images, check_model
+from ..models.probe import Probe, as_probe, check_images
 
 
 @dataclasses.dataclass
@@ -56,7 +56,7 @@ class Factorization:
         return fig
 
 
-def factorize(model: nn.Module, layer: str, image: torch.Tensor, k: int, *, visualize: bool = True,
+def factorize(model: nn.Module | Probe, layer: str, image: torch.Tensor, k: int, *, visualize: bool = True,
               steps: int = 256, size: int = 96, seed: int = 0, max_iter: int = 500,
               progress: bool = False) -> Factorization:
     """NMF (scikit-learn's) of `layer`'s activations on one image `(3, H, W)` in [0, 1] into `k` factors.
@@ -74,10 +74,10 @@ def factorize(model: nn.Module, layer: str, image: torch.Tensor, k: int, *, visu
     """
     from sklearn.decomposition import NMF
 
-    model = check_model(model)
+    base = as_probe(model)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ObjectiveError(f"k (the number of factors) must be an int >= 1; got {k!r}")
-    probe = Probe(model, [layer])
+    probe = base.reading([layer])
     x = check_images(image, channels=probe.channels_in, what="the image to factor")
     if x.shape[0] != 1:
         raise ObjectiveError(f"factorize takes one image; got a batch of {x.shape[0]}")
@@ -104,7 +104,7 @@ def factorize(model: nn.Module, layer: str, image: torch.Tensor, k: int, *, visu
         from .objectives import direction
         from .render import visualize as render_units
 
-        result.images = render_units(model, None, direction(layer, directions), batch=k, steps=steps, size=size,
+        result.images = render_units(base, None, direction(layer, directions), batch=k, steps=steps, size=size,
                                      seed=seed, progress=progress).images
     return result
 

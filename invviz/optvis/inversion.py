@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError, SettingError
-from ..models.probe import Probe
+from ..models.probe import Probe, as_probe
 from .objectives import Objective, custom, total_variation
 from .param import ImageParam, make_param
 from .render import RenderResult, render
@@ -32,7 +32,7 @@ def feature_match(layer: str, target: torch.Tensor) -> Objective:
     return custom(layer, match, name=f"feature_match({layer!r})")
 
 
-def invert_features(model: nn.Module, layer: str, target: torch.Tensor, size: tuple[int, int], *,
+def invert_features(model: nn.Module | Probe, layer: str, target: torch.Tensor, size: tuple[int, int], *,
                     steps: int = 300, param: str | ImageParam = "fft", transforms: str | Transform | Sequence[Transform]
                     | None = None, tv_weight: float = 0.0, lr: float = 0.05, seed: int = 0, channels: int = 3,
                     progress: bool = False, preprocessing=None, init: torch.Tensor | None = None) -> RenderResult:
@@ -44,13 +44,13 @@ def invert_features(model: nn.Module, layer: str, target: torch.Tensor, size: tu
     if tv_weight:
         objective = objective + tv_weight * total_variation()
     p = make_param(param, size, target.shape[0], torch.Generator().manual_seed(seed), channels=channels, init=init)
-    return render(model, objective, p, transforms=make_transforms(transforms), steps=steps, lr=lr,
-                  rng=torch.Generator().manual_seed(seed + 1), progress=progress, preprocessing=preprocessing)
+    return render(as_probe(model, preprocessing=preprocessing), objective, p, transforms=make_transforms(transforms),
+                  steps=steps, lr=lr, rng=torch.Generator().manual_seed(seed + 1), progress=progress)
 
 
-def latent_size(model: nn.Module, layer: str, size: tuple[int, int], preprocessing=None) -> int:
+def latent_size(model: nn.Module | Probe, layer: str, size: tuple[int, int], preprocessing=None) -> int:
     """Values per image of the flattened features of `layer` at input size `size`."""
-    probe = Probe(model, [layer], preprocessing=preprocessing)
+    probe = as_probe(model, [layer], preprocessing=preprocessing)
     with torch.no_grad():
         return int(probe.latent(torch.full((1, probe.channels_in, *size), 0.5, device=probe.device)).shape[1])
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..errors import DeviceError, ImageSizeError, NonFiniteError, ParameterizationError, SettingError
 from ..models.capture import Layout
 from ..models.loading import Preprocessing
-from ..models.probe import Probe, check_model, image_size, model_device
+from ..models.probe import Probe, as_probe, image_size
 from ..training import schedule
 from ..training.loop import check_learning_rate, check_positive_int
 from .objectives import IMAGE, Objective, as_objective
@@ -90,7 +90,7 @@ def _snapshot_steps(snapshots: Sequence[int], steps: int) -> set[int]:
 
 
 def render(
-    model: nn.Module,
+    model: nn.Module | Probe,
     objective: Objective,
     param: ImageParam,
     *,
@@ -125,7 +125,8 @@ def render(
     after every step (return True to stop early: the result then has fewer steps). `lr_schedule="cosine"` lets
     Adam's rate fall along half a cosine from `lr` to `lr / 20` over the steps (`"constant"`: Lucid's).
     """
-    model = check_model(model)
+    base = as_probe(model, preprocessing=preprocessing, layouts=layouts)
+    model = base.model
     if not isinstance(objective, Objective):
         raise ParameterizationError(f"render needs an invviz.optvis Objective; got {type(objective).__name__}")
     if not isinstance(param, ImageParam):
@@ -139,8 +140,8 @@ def render(
     monitor = dict(monitor or {})
     net_layers = list(dict.fromkeys(
         name for obj in (objective, *monitor.values()) for name in obj.layers if name != IMAGE))
-    probe = Probe(model, net_layers, preprocessing=preprocessing, layouts=layouts) if net_layers else None
-    device = model_device(model)
+    probe = base.reading(net_layers) if net_layers else None
+    device = base.device
     dtype = probe.dtype if probe is not None else torch.float32
     param = param.to(device=device, dtype=dtype)
     tf = transforms if transforms is not None else Compose([])
@@ -241,7 +242,7 @@ def render(
         images=image.detach().float().cpu(), history=history,
         final=final.detach().float().cpu(), snapshots=shots, objective=objective, seconds=seconds,
         monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v}, importance=imp,
-        preprocessing=probe.preprocessing if probe is not None else preprocessing,
+        preprocessing=base.preprocessing,
     )
 
 
@@ -266,7 +267,7 @@ def _warn_if_stuck(history: torch.Tensor, objective: Objective, redirected_relu:
 
 
 def visualize(
-    model: nn.Module,
+    model: nn.Module | Probe,
     layer: str | None,
     objective: object,
     *,
@@ -291,7 +292,8 @@ def visualize(
     """Feature visualization: render images that maximize `objective` at `layer` of `model`.
 
     Args:
-        model: any timm/torchvision (or other) model taking `(B, 3, H, W)`; it runs on its own device.
+        model: any timm/torchvision (or other) model taking `(B, 3, H, W)`, or a :class:`~invviz.Probe` of one
+            (its preprocessing and layouts); it runs on its own device.
         layer: a layer name from `invviz.list_layers(model)` (e.g. `"layer3"`, `"blocks.4"`); None when
             `objective` is an Objective that names its layers.
         objective: a channel index (`7`), a list of channel indices (rendered one per batch element in one
@@ -328,7 +330,7 @@ def visualize(
         >>> tuple(result.images.shape)
         (2, 3, 32, 32)
     """
-    model = check_model(model)
+    probe = as_probe(model, preprocessing=preprocessing, layouts=layouts)
     obj = as_objective(objective, layer)
     if batch is None:
         batch = len(objective) if isinstance(objective, (list, tuple, range)) else 1
@@ -340,7 +342,7 @@ def visualize(
             want = torch.device(device)
         except (RuntimeError, TypeError):
             raise DeviceError(f"unknown device {device!r}; use e.g. 'cpu' or 'cuda'") from None
-        have = model_device(model)
+        have = probe.device
         if want != have and not (want.type == have.type and want.index is None):
             raise DeviceError(f"device={str(want)!r} but the model is on {str(have)!r}; move it first with"
                               f" model.to({str(want)!r}), or leave device unset to render where the model is")
@@ -355,7 +357,7 @@ def visualize(
     if image_param.batch != batch:
         raise ParameterizationError(f"the parameterization renders {image_param.batch} images but batch={batch}")
     return render(
-        model, obj, image_param, transforms=make_transforms(transforms), steps=steps, lr=lr, optimizer=optimizer,
-        rng=rng, preprocessing=preprocessing, snapshots=snapshots, progress=progress, layouts=layouts,
+        probe, obj, image_param, transforms=make_transforms(transforms), steps=steps, lr=lr, optimizer=optimizer,
+        rng=rng, snapshots=snapshots, progress=progress,
         importance=importance, redirected_relu=redirected_relu, lr_schedule=lr_schedule,
     )

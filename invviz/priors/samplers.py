@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import DeviceError, ModelTypeError, ObjectiveError, UnitIndexError
 from ..models.loading import model_device
-from ..models.probe import Probe, check_model
+from ..models.probe import Probe, as_probe
 from ..models.state import frozen_eval
 from ..optvis.objectives import Objective, as_objective, custom
 from ..optvis.render import render
@@ -139,12 +139,12 @@ def _check_class(model_out_dim: int | None, unit: int) -> None:
         raise UnitIndexError(f"class {unit} out of range: the model has {model_out_dim} outputs")
 
 
-def _check_sampler_inputs(model: nn.Module, generator: object) -> ImageGenerator:
-    check_model(model)
+def _check_sampler_inputs(model: nn.Module | Probe, generator: object) -> tuple[Probe, ImageGenerator]:
+    probe = as_probe(model)
     if not isinstance(generator, ImageGenerator):
         raise ModelTypeError(f"the generator must be an invviz.priors.ImageGenerator (CompactGenerator, DeePSiMFc6, or"
                              f" your subclass); got {type(generator).__name__}")
-    return generator
+    return probe, generator
 
 
 def _class_index(target: object) -> int:
@@ -157,15 +157,15 @@ def _class_index(target: object) -> int:
     return int(target)
 
 
-def _sample(model: nn.Module, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
+def _sample(probe: Probe, generator: ImageGenerator, objective: Objective, codes: torch.Tensor, *,
             size: int | None, steps: int, sampler: Callable, monitor: dict[str, Objective], progress: bool,
             snapshots: Sequence[int] = ()) -> tuple[GeneratorImage, object]:
-    if model_device(generator) != model_device(model):
-        raise DeviceError(f"the generator is on {model_device(generator)} but the model on {model_device(model)};"
+    if model_device(generator) != probe.device:
+        raise DeviceError(f"the generator is on {model_device(generator)} but the model on {probe.device};"
                           " move one of them with .to(device)")
-    param = GeneratorImage(generator, codes.to(model_device(model)), size)
+    param = GeneratorImage(generator, codes.to(probe.device), size)
     with frozen_eval(generator):
-        result = render(model, objective, param, transforms=None, steps=steps, optimizer=sampler, monitor=monitor,
+        result = render(probe, objective, param, transforms=None, steps=steps, optimizer=sampler, monitor=monitor,
                         progress=progress, snapshots=snapshots)
     return param, result
 
@@ -176,7 +176,7 @@ def _bounds(generator: ImageGenerator, upper: float | torch.Tensor | None) -> fl
     return upper
 
 
-def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, layer: str | None = None,
+def dgn_am(model: nn.Module | Probe, generator: ImageGenerator, objective: object, *, layer: str | None = None,
            steps: int = 200, lr: float = 8.0, lr_end: float = 1e-10, decay: float = 0.99,
            upper: float | torch.Tensor | None = None, init: str | torch.Tensor = "noise", chains: int = 1,
            size: int | None = None, seed: int = 0, monitor_class: int | None = None, progress: bool = False
@@ -188,7 +188,7 @@ def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, la
     setting for class outputs is 8 and it uses 1-8 by layer. Scale it to the code's range: for hidden units of
     EfficientNet-Lite0 with its pooled features as the code (each in [0, 6]), 2 was chosen on held-out units (README).
     """
-    generator = _check_sampler_inputs(model, generator)
+    probe, generator = _check_sampler_inputs(model, generator)
     check_positive_int(steps, "steps")
     check_positive_int(chains, "chains")
     if not lr > 0 or not lr_end >= 0 or not 0 < decay <= 1:
@@ -203,14 +203,14 @@ def dgn_am(model: nn.Module, generator: ImageGenerator, objective: object, *, la
         return CodeSampler(params, steps=steps, lr=lr, lr_end=lr_end, upper=bound, decay=decay)
 
     monitor = {} if monitor_class is None else {"p": class_probability(monitor_class)}
-    param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
+    param, res = _sample(probe, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
                          progress=progress)
     prob = res.monitored.get("p")
     return SamplerResult(images=res.images, codes=param.codes.detach().cpu(), activation=res.history,
                          probability=prob, kept=None, seconds=res.seconds, preprocessing=res.preprocessing)
 
 
-def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: int | Objective, *,
+def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, target: int | Objective, *,
            eps1: float = 1e-5, eps2: float = 1.0, eps3: float = 1e-17, lr: float = 1.0, lr_end: float | None = None,
            steps: int = 200, upper: float | torch.Tensor | None = 30.0, gradient: str = "authors",
            init: str | torch.Tensor = "noise", chains: int = 1, reset_every: int | None = None,
@@ -231,7 +231,7 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     step's update) whose class probability is at least `threshold`: `samples`, `sample_steps`, `sample_chains`. The
     authors save every step (N = 1); each saved step holds `chains` images in memory until the end.
     """
-    generator = _check_sampler_inputs(model, generator)
+    probe, generator = _check_sampler_inputs(model, generator)
     check_positive_int(steps, "steps")
     check_positive_int(chains, "chains")
     if not callable(prior):
@@ -251,7 +251,7 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
         obj = target
     else:
         unit = _class_index(target)
-        n_out = Probe(model, [""]).channels("", size or generator.image_size)  # the class probe, resized as needed
+        n_out = probe.reading([""]).channels("", size or generator.image_size)  # the class probe, resized as needed
         _check_class(n_out, unit)
         obj = authors_class_term(unit) if gradient == "authors" else class_log_probability(unit)
         monitor["p"] = class_probability(unit)
@@ -270,7 +270,7 @@ def ppgn_h(model: nn.Module, generator: ImageGenerator, prior: Prior, target: in
     # the image after k updates is the one step k (0-based) evaluates, so prob[k] is its class probability
     keep = bool(save_every) and "p" in monitor  # samples are kept by class probability: classes only
     saved = range(save_every, steps, save_every) if keep else range(0)
-    param, res = _sample(model, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
+    param, res = _sample(probe, generator, obj, codes, size=size, steps=steps, sampler=sampler, monitor=monitor,
                          progress=progress, snapshots=saved)
     prob = res.monitored.get("p")
     kept = None if prob is None else prob[-1] >= threshold
