@@ -1,4 +1,4 @@
-"""Feature alignment, experiment 2: Fashion-MNIST with the authors' MNIST encoder (seed 000, Tables 2-3, Fig. 15).
+"""Feature alignment, experiment 2: Fashion-MNIST with the authors' MNIST encoder (Farias & Maziero 2023, Tables 2-3, Fig. 15).
 
     python benchmarks/fa_fashion.py --methods fa,ae,local,vfa,vae,vfa_gan --epochs 3
     python benchmarks/fa_fashion.py --memory       # training memory of global vs local FA

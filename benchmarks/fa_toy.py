@@ -1,4 +1,4 @@
-"""Feature alignment, experiment 1: the toy of seed 000 sec. 3.2 (Fig. 2).
+"""Feature alignment, experiment 1: the toy of Farias & Maziero 2023 sec. 3.2 (Fig. 2).
 
     python benchmarks/fa_toy.py          # ~2 min on 2 CPU cores
 

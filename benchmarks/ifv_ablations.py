@@ -1,4 +1,4 @@
-"""Grad-IFV experiments 3 and 4 (seed 001, sec. 3.6 and 3.7) on EfficientNet-Lite0 `blocks.4`, as tables.
+"""Grad-IFV experiments 3 and 4 (Reinbold & Westermann 2020, sec. 3.6 and 3.7) on EfficientNet-Lite0 `blocks.4`, as tables.
 
     python benchmarks/ifv_ablations.py features   # exp. 3: p = 0 vs 1 x first-K features x aggregation
     python benchmarks/ifv_ablations.py params     # exp. 4: pixel, FFT, low-frequency FFT (p = 1, max-pool + mean)

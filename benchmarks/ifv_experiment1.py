@@ -1,4 +1,4 @@
-"""Grad-IFV experiment 1 (seed 001, sec. 3.1): recover sampled and canonical targets on EfficientNet-Lite0.
+"""Grad-IFV experiment 1 (Reinbold & Westermann 2020, sec. 3.1): recover sampled and canonical targets on EfficientNet-Lite0.
 
     python benchmarks/ifv_experiment1.py                       # 64 sampled + 16 canonical at 128 px (CPU, ~1 h)
     python benchmarks/ifv_experiment1.py --sampled 300 --canonical 0 --size 224   # the seed's setting (GPU)

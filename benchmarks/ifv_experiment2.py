@@ -1,4 +1,4 @@
-"""Grad-IFV experiment 2 (seed 001, sec. 3.4): the critical space finds planted trivial solutions.
+"""Grad-IFV experiment 2 (Reinbold & Westermann 2020, sec. 3.4): the critical space finds planted trivial solutions.
 
     python benchmarks/ifv_experiment2.py            # ~5 min on 2 CPU cores
 

@@ -1,4 +1,4 @@
-"""Choosing the multi-point Grad-IFV settings on held-out realizations of experiment 1 (seed 001 sec. 3.1).
+"""Choosing the multi-point Grad-IFV settings on held-out realizations of experiment 1 (Reinbold & Westermann 2020 sec. 3.1).
 
     python benchmarks/ifv_multipoint_sweep.py          # after benchmarks/ifv_experiment1.py has cached its realizations
 

@@ -1,5 +1,5 @@
 """Generator priors on the pretrained EfficientNet-Lite0: DGN-AM against pixel-space visualization, PPGN-h against
-DGN-AM, for classes and hidden units, at the same number of gradient steps (seed 002's comparison).
+DGN-AM, for classes and hidden units, at the same number of gradient steps (Nguyen et al. 2016's comparison).
 
     python benchmarks/priors_experiment.py          # CPU: ~30 min (generator training ~15 min)
 

@@ -1,4 +1,5 @@
-"""Command line: `invviz layers`, `invviz visualize`, `invviz align`, `invviz invert`, `invviz atlas`.
+"""Command line: `invviz layers`, `invviz visualize`, `invviz align`, `invviz invert`, `invviz atlas`,
+`invviz concepts`.
 
 Every invviz error becomes one line on stderr and exit code 2; `--help` shows each option's default.
 """
@@ -11,6 +12,8 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+
+from .settings import DEFAULT_RECIPE, RECIPES
 
 
 def units(text: str) -> list[int]:
@@ -87,6 +90,11 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _recipes_help() -> str:
+    return "; ".join(f"{name}: {r.steps} steps of Adam {r.lr} ({r.lr_schedule}), {r.transforms} transforms"
+                     for name, r in RECIPES.items())
+
+
 def _version() -> str:
     from . import __version__
 
@@ -110,13 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("layer", help="layer name, see `invviz layers MODEL`")
     vis.add_argument("unit", type=units, help="channel index, comma-separated indices or a range like 0-15 (one"
                                               " image each)")
-    vis.add_argument("--steps", type=_positive_int, default=512, help="optimization steps")
+    vis.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                     help="how to optimize: " + _recipes_help())
+    vis.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default: the recipe's)")
     vis.add_argument("--size", type=_size, default=128, help="image size, e.g. 128 or 128x160")
     vis.add_argument("--batch", type=_positive_int, default=None, help="images per unit set (default: one per unit)")
     vis.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    vis.add_argument("--transforms", default="standard", choices=["standard", "fused", "none"],
-                     help="random transforms each step (Lucid's standard set, the same draws as one resampling, or none)")
-    vis.add_argument("--lr", type=_positive_float, default=0.05, help="Adam learning rate")
+    vis.add_argument("--transforms", default=None, choices=["standard", "fused", "none"],
+                     help="random transforms each step: Lucid's standard set, the same draws as one resampling, or"
+                          " none (default: the recipe's)")
+    vis.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: the recipe's)")
+    vis.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
+                     help="Adam's rate over the steps (default: the recipe's)")
     vis.add_argument("--redirected-relu", type=int, default=0, metavar="N",
                      help="let gradient through ReLUs that are off during the first N steps (units that never"
                           " activate otherwise stay grey)")
@@ -229,6 +242,7 @@ def _run(args) -> int:
         unit = args.unit if len(args.unit) > 1 else args.unit[0]
         result = visualize(model, args.layer, unit, steps=args.steps, size=args.size, batch=args.batch,
                            param=args.param, transforms=args.transforms, lr=args.lr, seed=args.seed,
+                           recipe=args.recipe, lr_schedule=args.lr_schedule,
                            redirected_relu=args.redirected_relu, progress=not args.no_progress)
         path = result.save(args.out)
         final = ", ".join(f"{v:.4g}" for v in result.final.tolist())
@@ -316,15 +330,18 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--units", type=units, default=None, help="units of every layer, e.g. 0-31 (default: all)")
     p.add_argument("--data", default="photos", help="image folder for dataset examples, 'photos' (the bundled"
                                                     " photos) or 'none'")
-    p.add_argument("--steps", type=_positive_int, default=384, help="render steps per unit")
+    fast = RECIPES["fast"]
+    p.add_argument("--steps", type=_positive_int, default=fast.steps, help="render steps per unit")
     p.add_argument("--size", type=_positive_int, default=128, help="render size in px")
     p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
     p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    p.add_argument("--lr", type=_positive_float, default=0.1, help="Adam learning rate")
-    p.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"], help="Adam's rate over steps")
-    p.add_argument("--transforms", default="fused", choices=["standard", "fused", "none"],
-                   help="random transforms each step (Lucid's recipe: --lr 0.05 --lr-schedule constant"
-                        " --transforms standard --steps 512)")
+    p.add_argument("--lr", type=_positive_float, default=fast.lr, help="Adam learning rate")
+    p.add_argument("--lr-schedule", default=fast.lr_schedule, choices=["constant", "cosine"],
+                   help="Adam's rate over steps")
+    lucid = RECIPES["lucid"]
+    p.add_argument("--transforms", default=fast.transforms, choices=["standard", "fused", "none"],
+                   help=f"random transforms each step (Lucid's recipe: --lr {lucid.lr} --lr-schedule"
+                        f" {lucid.lr_schedule} --transforms {lucid.transforms} --steps {lucid.steps})")
     p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
     p.add_argument("--kind", default="channel", choices=["channel", "neuron"], help="a unit's objective")
@@ -364,7 +381,8 @@ def add_concepts_parser(sub, fmt) -> None:
     p.add_argument("--size", type=_positive_int, default=None, help="side images are fed at (default: native)")
     p.add_argument("--positions", type=_positive_int, default=16, help="activation vectors drawn per image")
     p.add_argument("--top-n", type=_positive_int, default=6, help="examples kept per concept")
-    p.add_argument("--steps", type=_positive_int, default=384, help="render steps for the concepts (atlas recipe)")
+    p.add_argument("--steps", type=_positive_int, default=RECIPES["fast"].steps,
+                   help="render steps for the concepts (the fast recipe)")
     p.add_argument("--render-size", type=_positive_int, default=128, help="render size in px")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder: concepts.pt, concepts.png and index.html")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -85,6 +86,7 @@ class Concepts:
             each one's mean contribution per concept `(m, k)` (gradient x concept activation) and its image count.
         images: each concept rendered `(k, 3, H, W)` once :meth:`render` ran (or None).
         settings: what was asked (method, k, sizes, seed, ...), and the sample's size.
+        seconds: wall time of the activation pass, the learning and the evidence pass.
     """
 
     layer: str
@@ -103,6 +105,7 @@ class Concepts:
     class_counts: torch.Tensor
     settings: dict[str, Any]
     images: torch.Tensor | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def k(self) -> int:
@@ -136,6 +139,21 @@ class Concepts:
         row = self.class_scores[int(hit[0])]
         order = row.argsort(descending=True)[:n]
         return [(int(i), float(row[i])) for i in order]
+
+    def evaluate(self, model: nn.Module | Probe, data: Any, *, positions: int | None = None,
+                 max_vectors: int = 50_000, batch: int = 16) -> dict[str, float]:
+        """Held-out figures on other data (e.g. crops of photos kept out of learning): the fraction of the
+        activations' variance reconstructed (`r2`, against the data's own mean), the fraction of concepts never
+        active (`dead`), and the number of vectors (`vectors`)."""
+        probe = as_probe(model).reading([self.layer])
+        sample, _ = _collect(probe, self.layer, data, int(self.settings["size"]), positions=positions,
+                             max_vectors=max_vectors, held_out=0.0, seed=int(self.settings["seed"]), batch=batch)
+        x = sample["x"]
+        d, center = self.directions.double(), self.center.double()
+        codes = self.encode(x).double()
+        r2 = float(1 - (x - codes @ d - center).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp(min=1e-300))
+        dead = 0.0 if self.method == "pca" else float((codes.abs().amax(0) <= 0).float().mean())
+        return {"r2": r2, "dead": dead, "vectors": len(x)}
 
     # -- rendering --------------------------------------------------------------------------------------------
     def render(self, model: nn.Module | Probe, *, steps: int | None = None, size: int = 128, param: str = "fft",
@@ -482,6 +500,7 @@ def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method:
     base = as_probe(model)
     probe = base.reading([layer])
     size = base.native_size[0] if size is None else image_size(size)[0]
+    t0 = time.perf_counter()
     sample, n_images = _collect(probe, layer, data, size, positions=positions, max_vectors=max_vectors,
                                 held_out=held_out, seed=seed, batch=batch)
     x, is_held = sample["x"], sample["held"]
@@ -497,15 +516,17 @@ def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method:
         if negative > 0.01:
             raise ObjectiveError(f"layer {layer!r} has negative activations ({100 * negative:.1f}% of the mass); NMF"
                                  " needs non-negative ones: use method='sae' (any sign) or a layer after a ReLU")
-    if len(held) == 0:
+    if len(held) == 0 and held_out > 0:
         warnings.warn("no image was held out (too few images for held_out); R² is measured on the training sample",
                       stacklevel=2)
     settings = {"method": method, "k": k, "size": size, "positions": positions, "max_vectors": max_vectors,
                 "held_out": held_out, "seed": seed, "top_k": top_k, "images": n_images, "vectors": len(x),
                 "held_out_vectors": len(held), "max_iter": max_iter, "sae_steps": sae_steps, "sae_lr": sae_lr}
+    t1 = time.perf_counter()
     d, center, enc = _learn(method, train, k, seed=seed, max_iter=max_iter, top_k=top_k, sae_steps=sae_steps,
                             sae_lr=sae_lr, sae_batch=sae_batch, progress=progress and ddp.is_main())
     importance, r2, dead = _figures(method, d, center, enc, settings, train, held)
+    t2 = time.perf_counter()
     empty = torch.zeros(0)
     result = Concepts(layer=layer, method=method, directions=d.float(), importance=importance, r2=r2, dead=dead,
                       center=center.float(), encoder={n: v.float() for n, v in enc.items()}, examples=empty,
@@ -516,6 +537,7 @@ def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method:
             out = base.reading([""])(torch.full((1, base.channels_in, size, size), 0.5))[""]
         classes = out.dim() == 4 and out.shape[2:] == (1, 1) and out.shape[1] > 1
     _evidence(base, layer, data, size, result, top_n=top_n, crop=crop, batch=batch, classes=bool(classes))
+    result.seconds = {"activations": t1 - t0, "learning": t2 - t1, "evidence": time.perf_counter() - t2}
     return result
 
 

@@ -34,6 +34,7 @@ from .models.probe import Probe, as_probe, image_size
 from .optvis.objectives import channel, direction, neuron
 from .optvis.render import visualize
 from .plotting import image_grid
+from .settings import RECIPES
 from .training import distributed as ddp
 from .training.loop import check_positive_int
 
@@ -91,7 +92,8 @@ def _done(out_dir: str, layer: str, unit: int) -> bool:
 
 
 # The default recipe, chosen by `benchmarks/bench_atlas_vs_lucent.py` (time to lucent's 512-step quality)
-ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = 384, 0.1, "cosine", "fused"
+_FAST = RECIPES["fast"]
+ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = _FAST.steps, _FAST.lr, _FAST.lr_schedule, _FAST.transforms
 
 
 def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,

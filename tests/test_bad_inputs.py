@@ -306,7 +306,27 @@ CASES = [
      E.ImageSizeError, "native size"),
     ("save-image-bad-suffix", lambda n, t: invviz.plotting.save_grid(img(1, 3, 8, 8), t / "x.txt"),
      E.OutputPathError, ".png"),
+    ("capture-str-model", lambda n, t: invviz.Capture("resnet18", ["layer1"]), E.ModelTypeError, "load_model"),
+    ("capture-run-outside-with", lambda n, t: invviz.Capture(n, ["0"]).run(img(1, 3, 8, 8)), E.SettingError,
+     "with Capture"),
+    ("capture-grey-into-rgb", lambda n, t: _capture_run(n, img(1, 1, 8, 8)), E.ImageSizeError, "channels"),
+    ("critical-spaces-tensor", lambda n, t: invviz.ifv.critical_spaces(torch.rand(3, 4)), E.ObjectiveError,
+     "recover_objective"),
+    ("concepts-k-zero", lambda n, t: invviz.concepts(n, "2", img(2, 3, 32, 32), 0), E.SettingError, "k"),
+    ("concepts-no-images", lambda n, t: invviz.concepts(n, "2", img(0, 3, 32, 32), 2), E.DataError, "no images"),
+    ("concepts-bad-layer", lambda n, t: invviz.concepts(n, "nope", img(2, 3, 32, 32), 2), E.LayerNotFoundError,
+     "nope"),
+    ("concepts-nmf-negative", lambda n, t: invviz.concepts(n, "1", img(4, 3, 32, 32), 2), E.ObjectiveError,
+     "method='sae'"),
+    ("as-probe-options-beside-probe", lambda n, t: invviz.visualize(Probe(n), "0", 0, preprocessing=PREP),
+     E.SettingError, "belong to the Probe"),
+    ("visualize-unknown-recipe", lambda n, t: invviz.visualize(n, "0", 0, recipe="turbo"), E.SettingError, "recipe"),
 ]
+
+
+def _capture_run(net, x):
+    with invviz.Capture(net, ["0"]) as cap:
+        return cap.run(x)
 
 
 @pytest.mark.parametrize("name, call, error, fragment", CASES, ids=[c[0] for c in CASES])

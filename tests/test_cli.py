@@ -8,6 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
+import invviz.settings
 from invviz.cli import build_parser, main, units
 
 
@@ -66,7 +67,10 @@ def test_bad_options_are_argparse_errors_and_help_shows_defaults(capsys):
     assert "expected" in capsys.readouterr().err
     text = subprocess.run([sys.executable, "-m", "invviz", "visualize", "--help"], capture_output=True, text=True,
                           env={**os.environ}).stdout
-    assert "(default: 512)" in text and "(default: 0.05)" in text
+    assert "(default: fast)" in text and "the recipe's" in text
+    text = subprocess.run([sys.executable, "-m", "invviz", "atlas", "--help"], capture_output=True, text=True,
+                          env={**os.environ}).stdout
+    assert "(default: 384)" in text and "(default: 0.1)" in text
 
 
 def test_cli_defaults_are_the_library_defaults():
@@ -78,6 +82,11 @@ def test_cli_defaults_are_the_library_defaults():
     args = build_parser().parse_args(["atlas", "resnet18", "--layers", "layer1", "--out", "site"])
     assert (args.steps, args.lr, args.lr_schedule, args.transforms) == (ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE,
                                                                         ATLAS_TRANSFORMS)
+    args = build_parser().parse_args(["visualize", "resnet18", "layer1", "0"])
+    assert args.recipe == invviz.settings.DEFAULT_RECIPE and args.recipe in invviz.settings.RECIPES
+    assert (args.steps, args.lr, args.lr_schedule, args.transforms) == (None,) * 4  # the recipe's, in the library
+    args = build_parser().parse_args(["concepts", "resnet18", "--layer", "layer1", "--k", "3", "--out", "c"])
+    assert args.steps == invviz.settings.RECIPES["fast"].steps
 
 
 @pytest.mark.parametrize("argv", [

@@ -1,4 +1,4 @@
-"""Feature alignment (seed 000, Algorithm 1): decode a latent with the encoder itself.
+"""Feature alignment (Farias & Maziero 2023, Algorithm 1): decode a latent with the encoder itself.
 
 From `r_0`, T steps `r <- r - tau * dL/dr` with `L = 1/2 |z - E(r)|^2` (summed per example), then `r_hat =
 sigmoid(r_T)`. Training keeps the graph of those steps (`create_graph=True`) so the encoder update differentiates
@@ -105,7 +105,7 @@ def clamp_input(x: torch.Tensor) -> torch.Tensor:
 
 
 def orthogonal_init_(module: nn.Module) -> nn.Module:
-    """Orthogonal weights and zero biases for every conv and linear layer (seed 000, Eq. 9's companion)."""
+    """Orthogonal weights and zero biases for every conv and linear layer (Farias & Maziero 2023, Eq. 9's companion)."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.orthogonal_(m.weight)
@@ -116,7 +116,7 @@ def orthogonal_init_(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def clamp_weights_(module: nn.Module, bound: float = math.sqrt(2)) -> None:
-    """Clamp every conv/linear weight to `[-bound, bound]` (seed 000, Eq. 9), after each optimizer step."""
+    """Clamp every conv/linear weight to `[-bound, bound]` (Farias & Maziero 2023, Eq. 9), after each optimizer step."""
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             m.weight.clamp_(-bound, bound)

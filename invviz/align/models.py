@@ -1,4 +1,4 @@
-"""Networks of seed 000's experiments: the toy MLP, the MNIST-style encoder (FA / VFA), the decoder of the AE/VAE
+"""Networks of Farias & Maziero 2023's experiments: the toy MLP, the MNIST-style encoder (FA / VFA), the decoder of the AE/VAE
 baselines, and the layer-wise (local) FA network with asinh activations."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class FashionEncoder(nn.Module):
     """The authors' MNIST encoder: 4 convolutions, FC 4096, latent 128 (28 x 28 grey input).
 
     `variational=True` adds the VFA heads (`mu`, `log sigma^2`); `classes` adds a linear class head on the 4096
-    features, parallel to them (seed 000 sec. 3.4): its logits are appended to the latent that FA aligns, so a
+    features, parallel to them (Farias & Maziero 2023 sec. 3.4): its logits are appended to the latent that FA aligns, so a
     sample can be conditioned on a class by putting a (scaled) one-hot vector there.
     """
 
@@ -105,7 +105,7 @@ class FashionDecoder(nn.Module):
 
 
 class LocalFA(nn.Module):
-    """Layer-wise FA (seed 000 sec. 3.5): `x_{l+1} = asinh(W_l x_l + b_l)` on flattened inputs.
+    """Layer-wise FA (Farias & Maziero 2023 sec. 3.5): `x_{l+1} = asinh(W_l x_l + b_l)` on flattened inputs.
 
     Each linear layer is trained with its local loss only (Algorithm 2), so no graph spans layers; decoding
     (Algorithm 3) walks back from the latent applying `sinh` (the exact inverse of `asinh`) and, per linear layer,

@@ -1,4 +1,4 @@
-"""Variational feature alignment (seed 000 sec. 3.3) and VFA-GAN (sec. 3.4).
+"""Variational feature alignment (Farias & Maziero 2023 sec. 3.3) and VFA-GAN (sec. 3.4).
 
 VFA: the encoder has `mu` and `log sigma^2` heads; `z_x = mu + eps * sigma` is decoded by FA (the alignment cost uses
 the encoder's `mu(r) + sigma(r)`, as the authors' code), and the loss is `|x - r_hat|^2 + beta KL` with `beta ~ U(0, 1)`
@@ -118,7 +118,7 @@ class Refiner(nn.Module):
 
 
 class VFAGAN(nn.Module):
-    """A VFA encoder with a refiner and a discriminator (seed 000 sec. 3.4); `lam` weights the perceptual term."""
+    """A VFA encoder with a refiner and a discriminator (Farias & Maziero 2023 sec. 3.4); `lam` weights the perceptual term."""
 
     def __init__(self, encoder: nn.Module, refiner: nn.Module | None = None, discriminator: nn.Module | None = None,
                  *, lam: float = 0.01, steps: int = 1, tau: float = 1.0) -> None:

@@ -1,4 +1,4 @@
-"""Critical-space search (seed 001, Algorithm 1).
+"""Critical-space search (Reinbold & Westermann 2020, Algorithm 1).
 
 Trivial solutions shared by every input (a dead unit, softmax shift invariance) make `J^T M theta` vanish for
 every realization, so unrestricted IFV may return them. Each realization's approximate co-kernel (left singular
@@ -72,6 +72,10 @@ def critical_spaces(samples: Sequence[RecoveredObjective], *, eps_low: float = 1
     dimension is listed once with the `eps` interval it was seen on (ascending `eps`, descending dimension).
     Spaces of dimension 0 are left out.
     """
+    if isinstance(samples, torch.Tensor) or not all(hasattr(r, "singular_values") for r in samples):
+        raise ObjectiveError("critical_spaces takes the recovered objectives of several realizations (a list of"
+                             " invviz.ifv.recover_objective results), not a tensor; got"
+                             f" {type(samples).__name__}")
     if not 0 < eps_low < eps_high < 1 or resolution <= 1:
         raise ObjectiveError(f"need 0 < eps_low < eps_high < 1 and resolution > 1; got {eps_low}, {eps_high},"
                              f" {resolution}")

@@ -116,7 +116,7 @@ def reoptimize(model: nn.Module | Probe, layer: str, param: ImageParam, directio
                position: tuple[int, int] | None = None, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-optimize a copy of `param` for `steps` Adam steps under `directions (B, k)`; SSIM before/after `(B,)`.
 
-    High SSIM means the realization was already an optimum of the direction (seed 001, sec. 3). Returns
+    High SSIM means the realization was already an optimum of the direction (Reinbold & Westermann 2020, sec. 3). Returns
     `(ssim, images_after)`; `param` itself is not changed.
     """
     p = copy.deepcopy(param)

@@ -1,4 +1,4 @@
-"""Subspace tools for the critical-space search (seed 001, Algorithm 1): principal angles, SLERP, merging."""
+"""Subspace tools for the critical-space search (Reinbold & Westermann 2020, Algorithm 1): principal angles, SLERP, merging."""
 
 from __future__ import annotations
 

@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import LayerNotFoundError, LayerReuseError, LayoutError
+from ..errors import (
+    ImageSizeError,
+    InvvizError,
+    LayerNotFoundError,
+    LayerReuseError,
+    LayoutError,
+    ModelTypeError,
+    SettingError,
+)
 
 Layout = Literal["NCHW", "NHWC", "tokens", "vector"]
 MAX_PREFIX_TOKENS = 16  # class, distillation and register tokens ahead of the patch tokens
@@ -125,7 +133,12 @@ class Capture:
         strict: bool = True,
         cache: dict | None = None,
     ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ModelTypeError(f"Capture reads the layers of a torch nn.Module; got {type(model).__name__}"
+                                 + (f" (load the model first: invviz.load_model({model!r}))" if isinstance(model, str)
+                                    else ""))
         self.model = model
+        self.translate_errors = True  # a model's own complaint about the input, as an ImageSizeError (see run)
         self._cache = cache  # {input shape: (layouts, calls)} shared by captures of one model (see Probe)
         self._probed_hw: tuple[int, ...] | None = None
         self.specs = list(dict.fromkeys(layers))
@@ -219,7 +232,22 @@ class Capture:
             LayerNotFoundError: a captured layer did not run at all.
         """
         if not self._handles:
-            raise RuntimeError("Capture.run() must be called inside `with Capture(...) as cap:`")
+            raise SettingError("Capture.run() runs inside `with Capture(model, layers) as cap:` (the hooks are"
+                               " placed on entering and removed on leaving)")
+        try:
+            return self._run(x, raw)
+        except InvvizError:
+            raise
+        except (RuntimeError, AssertionError, ValueError, IndexError, TypeError) as err:
+            if not self.translate_errors:
+                raise
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "a tuple of inputs"
+            what = (str(err).strip().splitlines() or [type(err).__name__])[0][:240]
+            raise ImageSizeError(f"{type(self.model).__name__} could not run on an input of shape {shape}:"
+                                 f" {type(err).__name__}: {what}. Check the channels and size the model takes"
+                                 " (invviz.Probe also normalizes and resizes for it)") from err
+
+    def _run(self, x: torch.Tensor | tuple[Any, ...], raw: bool) -> dict[str, torch.Tensor]:
         self._outputs = {}
         self._count = {}
         key = _input_key(x)

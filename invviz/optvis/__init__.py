@@ -55,7 +55,7 @@ from .param import (
     natural_magnitude,
 )
 from .relu import RedirectedReLU, RedirectedReLU6, redirect_relus
-from .render import RenderResult, render, visualize
+from .render import RECIPES, Recipe, RenderResult, recipe_of, render, visualize
 from .transforms import (
     Compose,
     GaussianBlur,
@@ -84,6 +84,7 @@ __all__ = [
     "neuron", "penalize_boundary_complexity", "total_variation", "units", "whitened_direction", "whitening",
     "CPPNImage", "FFTImage", "ImageParam", "MacoImage", "PixelImage", "decorrelate_colors", "make_param",
     "natural_magnitude", "RedirectedReLU", "RedirectedReLU6", "redirect_relus", "RenderResult", "render",
+    "Recipe", "RECIPES", "recipe_of",
     "visualize", "Compose", "GaussianBlur", "Jitter", "Normal", "Pad", "RandomCrop", "RandomFlip", "RandomRotate",
     "RandomScale", "Resize", "Transform", "Translate", "Uniform", "gaussian_blur", "make_transforms",
     "standard_transforms",

@@ -297,7 +297,7 @@ def dot_cossim(f: torch.Tensor, vec: torch.Tensor, cossim_pow: float, floor: flo
                eps: float = 1e-4) -> torch.Tensor:
     """Lucid's `_dot_cossim` over the channel axis of `f (B, C, H, W)`: returns `(B, H, W)`.
 
-    `floor=None, eps=0` gives seed 001's `<f, d> cos(f, d)^p` where `cos > 0`, and the plain dot product where
+    `floor=None, eps=0` gives Reinbold & Westermann 2020's `<f, d> cos(f, d)^p` where `cos > 0`, and the plain dot product where
     `cos <= 0` (continuous, as both are 0 at `cos = 0`). Without that, an odd `p` makes the objective even in `d`
     (`<f, d>^2 / |f|` for p = 1): an image whose response points away from `d` would be an optimum too, and IFV's
     sign rule (`<v, d> > 0` at the optimum) would return `-d`. At every optimum with `cos > 0` the two agree.

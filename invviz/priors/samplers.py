@@ -1,4 +1,4 @@
-"""DGN-AM and PPGN-h (seed 002), batched over chains, as update rules on generator codes inside the core's render
+"""DGN-AM and PPGN-h (Nguyen et al. 2016, 2017), batched over chains, as update rules on generator codes inside the core's render
 loop: the generator is an image parameterization (:class:`GeneratorImage`), the objective any core objective.
 
 DGN-AM: `h <- h + eta_t g / mean|g|`, clip to `[0, ub]`, `h <- decay * h`; `eta_t` falls linearly.

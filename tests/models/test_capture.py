@@ -3,7 +3,7 @@ import torch
 from conftest import flags_of, hooks_on, small_swin, small_vit
 from torch import nn
 
-from invviz.errors import LayerNotFoundError, LayerReuseError
+from invviz.errors import ImageSizeError, LayerNotFoundError, LayerReuseError
 from invviz.models import Capture, list_layers
 
 
@@ -22,8 +22,8 @@ def test_capture_matches_forward_and_removes_hooks(resnet18):
 
 
 def test_hooks_removed_after_error(resnet18):
-    with pytest.raises(RuntimeError), Capture(resnet18, ["layer2"]) as cap:
-        cap.run(torch.rand(1, 5, 64, 64))  # wrong channel count
+    with pytest.raises(ImageSizeError, match="channels"), Capture(resnet18, ["layer2"]) as cap:
+        cap.run(torch.rand(1, 5, 64, 64))  # wrong channel count: the model's own complaint, typed
     assert hooks_on(resnet18) == 0
 
 

@@ -62,7 +62,7 @@ def test_every_parameterization_rises(resnet18, param):
 ])
 def test_architectures_channel_objective_rises(make, layer, factor):
     model = make()
-    r = invviz.visualize(model, layer, [1, 2], steps=25, size=64, progress=False, lr=0.1)
+    r = invviz.visualize(model, layer, [1, 2], steps=25, size=64, progress=False, lr=0.1, recipe="lucid")
     assert rises(r, factor)
     assert hooks_on(model) == 0
 
@@ -153,3 +153,28 @@ def test_diversity_inside_a_render_makes_the_batch_differ(resnet18):
     assert float(div.history[-1].sum()) > float(div.history[0].sum()) + 0.05
     gap = lambda r: float((r.images[0] - r.images[1]).abs().mean())  # noqa: E731
     assert gap(div) > 2 * gap(start)
+
+
+def test_the_lucid_recipe_is_the_old_default_trajectory_bit_for_bit(resnet18):
+    """recipe='lucid' is Lucid's exact recipe, as visualize's default was before the fast recipe: Adam 0.05 at a
+    constant rate, the standard transforms chained, an FFT image from the seed."""
+    from invviz.optvis import channel, make_param, render, standard_transforms
+
+    got = invviz.visualize(resnet18, "layer2", [0, 1], steps=5, size=32, recipe="lucid", progress=False,
+                           snapshots=[1, 3])
+    rng = torch.Generator().manual_seed(0)
+    param = make_param("fft", (32, 32), 2, rng)
+    want = render(resnet18, channel("layer2", [0, 1]), param, transforms=standard_transforms(), steps=5, lr=0.05,
+                  rng=rng, snapshots=[1, 3])
+    assert torch.equal(got.images, want.images) and torch.equal(got.history, want.history)
+    assert all(torch.equal(got.snapshots[k], want.snapshots[k]) for k in (1, 3))
+    assert got.history.shape[0] == 5
+
+
+def test_the_fast_default_beats_lucids_recipe_at_the_same_steps(resnet18):
+    fast = invviz.visualize(resnet18, "layer3", [0, 1, 2, 3], steps=24, size=48, progress=False)
+    lucid = invviz.visualize(resnet18, "layer3", [0, 1, 2, 3], steps=24, size=48, recipe="lucid", progress=False)
+    assert float(fast.final.sum()) > float(lucid.final.sum())
+    assert invviz.visualize(resnet18, "layer3", 0, size=32, steps=3, progress=False).history.shape[0] == 3
+    with pytest.raises(invviz.errors.SettingError, match="recipe"):
+        invviz.visualize(resnet18, "layer3", 0, steps=2, recipe="fastest")
