@@ -24,14 +24,12 @@ import sys
 import time
 
 import torch
+from _common import RESULTS, save_result, timed  # noqa: E402
 from scipy.optimize import linear_sum_assignment
 
 import invviz
 from invviz.data import PhotoCrops, split_photos
-from invviz.io import write_json
 from invviz.models.zoo import PlantedConcepts
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def matched(found: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -174,12 +172,10 @@ def main() -> None:
     ap.add_argument("--speed-size", type=int, default=128)
     ap.add_argument("--out", default=os.path.join(RESULTS, "concepts.json"))
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    result = {"planted": planted, "lite0": lite0, "grid": grid, "speed": speed}[args.mode](args)
-    merged = json.load(open(args.out)) if os.path.exists(args.out) else {}
-    merged[args.mode] = {**result, "command": "python benchmarks/concepts.py " + " ".join(sys.argv[1:]),
-                         "seconds": time.perf_counter() - t0}
-    write_json(args.out, merged)
+    took: dict[str, float] = {}
+    with timed(took, "seconds"):
+        result = {"planted": planted, "lite0": lite0, "grid": grid, "speed": speed}[args.mode](args)
+    save_result(args.out, args.mode, {**result, **took})
     print(json.dumps(result.get("summary", {}), indent=1))
 
 

@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+from _common import FashionNet  # noqa: E402  (the small classifier benchmarks/ifv_experiment2.py trains)
 from torch import nn
 
 import invviz  # noqa: F401
@@ -42,9 +43,6 @@ from invviz.align import (
 from invviz.data import fashion_mnist
 from invviz.metrics import frechet_distance, psnr
 from invviz.training import fit
-
-sys.path.insert(0, os.path.dirname(__file__))
-from ifv_experiment2 import FashionNet  # noqa: E402  (the small classifier trained here)
 
 METHODS = ("fa", "ae", "local", "vfa", "vae", "vfa_gan")
 MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
+from _common import stats  # noqa: E402  (median, p95, mean)
 from torch import nn
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
@@ -29,9 +29,6 @@ from invviz import load_model
 from invviz.ifv import angle_deg, realize, recover_objective, sample_targets
 from invviz.models import Capture, preprocessing_of
 from invviz.optvis import FFTImage, PixelImage
-
-sys.path.insert(0, os.path.dirname(__file__))
-from ifv_experiment1 import stats  # noqa: E402  (median, p95, mean)
 
 
 class FirstChannels(nn.Module):

@@ -18,19 +18,12 @@ import time
 
 import numpy as np
 import torch
+from _common import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
 from invviz.ifv import angle_deg, realize, recover_objective, reoptimize, sample_targets
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
-
-SWEEP_START, SWEEP_STRIDE = 2, 8  # the realizations benchmarks/ifv_multipoint_sweep.py tunes on by default
-
-
-def stats(x: list[float] | torch.Tensor) -> dict[str, float]:
-    """Median, 95th percentile and mean of a list of values (angles, SSIMs, gradient norms)."""
-    a = np.asarray(torch.as_tensor(x), dtype=np.float64)
-    return {"median": float(np.median(a)), "p95": float(np.percentile(a, 95)), "mean": float(a.mean())}
 
 
 def previous_lbfgs(work: str, size: int, adam: int, lbfgs: int, start: int) -> tuple[int, dict] | None:

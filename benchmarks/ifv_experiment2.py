@@ -19,31 +19,12 @@ import time
 
 import numpy as np
 import torch
+from _common import FashionNet  # noqa: E402
 from torch import nn
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz.data import fashion_mnist
 from invviz.ifv import angle_deg, critical_spaces, principal_angles, realize, recover_objective, sample_targets
-from invviz.models import Preprocessing
-
-
-class FashionNet(nn.Module):
-    """Two convs and two linear layers; takes `(B, 1 or 3, 28, 28)` (RGB is averaged to grey)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ELU())
-        self.fc = nn.Linear(64, 11)
-        self.invviz_preprocessing = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 28, 28),
-                                                  source="trained here on Fashion-MNIST")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 3:
-            x = x.mean(dim=1, keepdim=True)
-        return self.fc(self.features(x))
 
 
 def train(epochs: int, seed: int) -> tuple[FashionNet, float]:

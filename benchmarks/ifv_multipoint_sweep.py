@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import torch
+from _common import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
@@ -35,9 +35,6 @@ from invviz.ifv.jacobian import free_variables, jacobian, response_fn
 from invviz.ifv.recover import cosine_matrix, offsets, solve
 from invviz.models import Probe
 from invviz.optvis import PixelImage
-
-sys.path.insert(0, os.path.dirname(__file__))
-from ifv_experiment1 import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 
 
 def project_simplex(w: torch.Tensor) -> torch.Tensor:
