@@ -36,7 +36,8 @@ from .errors import CheckpointError, DataError, LayerNotFoundError, ObjectiveErr
 from .io import read_plain, save_checkpoint
 from .models.probe import Probe, as_probe, image_size
 from .training import distributed as ddp
-from .training.loop import check_positive_int, fit
+from .training.loop import fit
+from .validate import check_positive_int
 
 METHODS = ("nmf", "sae", "pca")
 FORMAT = "invviz-concepts-1"

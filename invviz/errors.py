@@ -88,8 +88,13 @@ class DistributedError(InvvizError, RuntimeError):
     """A distributed run that is set up inconsistently (world size, batch size, backend)."""
 
 
+class DeviceMemoryError(InvvizError, MemoryError):
+    """A render (or other step) that would not fit in the device's free memory; says the batch that would."""
+
+
 __all__ = [
     "InvvizError",
+    "DeviceMemoryError",
     "ModelNotFoundError",
     "PretrainedWeightsError",
     "CheckpointError",

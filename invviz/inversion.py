@@ -23,7 +23,7 @@ from .models.probe import Probe, as_probe, check_images, image_size
 from .optvis.inversion import check_latent, invert_features, latent_size
 from .optvis.param import ImageParam
 from .optvis.transforms import Transform, Translate
-from .training.loop import check_positive_int
+from .validate import check_positive_int
 
 # Defaults of optimization-based inversion, chosen by `python benchmarks/invert_lite0.py sweep` on four tuning photos
 # (Lite0 blocks.2, 128 px; grey 11.2 dB): FFT 14.8-16.6 dB against pixel 9.0-11.9, lr 0.05 over 0.02 and 0.2, a

@@ -5,7 +5,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 
 import pytest
 import torch
+from helpers.browser import broken_images, headless, needs_chromium
 
 import invviz
 from invviz.models import Preprocessing
@@ -90,32 +90,14 @@ def test_two_gloo_processes_write_the_same_files_as_one(tmp_path):
     assert digest(two) == digest(one)
 
 
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(_chromium() is None or shutil.which("chromedriver") is None,
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+@needs_chromium
 def test_the_site_in_a_real_browser(tmp_path):
-    selenium = pytest.importorskip("selenium", reason="needs selenium (pip install selenium)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     assert run_cli([*ARGS, "--out", str(tmp_path)]).returncode == 0
     index = json.loads((tmp_path / "index.json").read_text())
-    options = webdriver.ChromeOptions()
-    options.binary_location = _chromium()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless(tmp_path / "profile")
     try:
         driver.get((tmp_path / "index.html").as_uri())
         for layer, entry in index["layers"].items():
@@ -123,14 +105,11 @@ def test_the_site_in_a_real_browser(tmp_path):
             time.sleep(0.2)
             shown = int(driver.find_element(By.ID, "count").get_attribute("data-count"))
             assert shown == len(entry["units"])
-            broken = driver.execute_script(
-                "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
-            assert not broken, broken
+            assert not broken_images(driver)
         box = driver.find_element(By.ID, "search")
         box.clear()
         box.send_keys("4")
         time.sleep(0.2)
         assert "unit 4" in driver.find_element(By.ID, "panel-title").text
-        assert selenium is not None
     finally:
         driver.quit()

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 from conftest import flags_of, hooks_on
+from helpers.browser import broken_images, headless, needs_chromium
 from scipy.optimize import linear_sum_assignment
 
 import invviz
@@ -205,23 +206,8 @@ def test_two_gloo_processes_learn_the_same_concepts_as_one(tmp_path):
         assert torch.equal(a.class_ids, b.class_ids)
 
 
-def _chromium():
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-@pytest.mark.skipif(_chromium() is None or __import__("shutil").which("chromedriver") is None,
-                    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+@needs_chromium
 def test_the_concepts_page_in_a_real_browser(planted, tmp_path):
-    import shutil
-
-    pytest.importorskip("selenium")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     model, images = planted
@@ -230,20 +216,13 @@ def test_the_concepts_page_in_a_real_browser(planted, tmp_path):
     saved = invviz.Concepts.load(tmp_path / "c.pt")
     invviz.atlas(model, "mix", tmp_path, units=[0, 1], concepts=saved, steps=2, size=32, data=images[:8],
                  progress=False)
-    options = webdriver.ChromeOptions()
-    options.binary_location = _chromium()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path}/p",
-                 "--allow-file-access-from-files"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = headless(tmp_path / "profile")
     try:
         driver.get((tmp_path / "index.html").as_uri())
         driver.find_element(By.CSS_SELECTOR, "nav button[data-layer='mix · nmf concepts']").click()
         time.sleep(0.2)
         assert int(driver.find_element(By.ID, "count").get_attribute("data-count")) == saved.k
-        broken = driver.execute_script(
-            "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
-        assert not broken, broken
+        assert not broken_images(driver)
         shown = driver.execute_script("return document.querySelectorAll('#panel .examples figure').length")
         assert shown == saved.examples.shape[1]
         assert "concept 0" in driver.find_element(By.ID, "panel-title").text

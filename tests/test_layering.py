@@ -3,11 +3,13 @@
 import ast
 import pathlib
 
+import pytest
+
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "invviz"
 
 # lower numbers are lower layers; a module may import its own layer's package and anything below
 LAYERS = {
-    "errors": 0, "_compat": 0, "settings": 0,
+    "errors": 0, "_compat": 0, "settings": 0, "validate": 1,
     "io": 1, "metrics": 1, "data": 1, "plotting": 2,
     "training": 2,
     "models": 3,
@@ -66,3 +68,24 @@ def test_one_training_loop_and_one_weights_reader():
     assert names.count("training.py") == 0 and (PACKAGE / "training" / "loop.py").exists()
     readers = [p for p in PACKAGE.rglob("*.py") if "torch.load(" in p.read_text()]
     assert [p.name for p in readers] == ["io.py"], readers
+
+
+def test_validators_live_in_one_module_below_their_users():
+    defs = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                  if "def check_positive_int(" in p.read_text() or "def check_learning_rate(" in p.read_text())
+    assert defs == ["validate.py"]
+    users = [p for p in PACKAGE.rglob("*.py") if "check_positive_int" in p.read_text()]
+    assert len(users) > 5 and all(LAYERS[top(str(p.relative_to(PACKAGE).with_suffix("")).replace("/", "."))]
+                                  >= LAYERS["validate"] for p in users)
+
+
+def test_the_atlas_is_a_package_with_its_site_shipped_as_files():
+    static = PACKAGE / "microscope" / "static"
+    assert {p.name for p in static.iterdir()} >= {"atlas.html", "atlas.css", "atlas.js"}
+    for path in (PACKAGE / "microscope").glob("*.py"):
+        text = path.read_text()
+        assert "<style" not in text and "document.getElementById" not in text, path.name  # no site in strings
+    tomllib = pytest.importorskip("tomllib")
+
+    data = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "microscope/static/*" in data["invviz"]  # shipped in the wheel

@@ -38,13 +38,14 @@ from torch import nn
 from ..errors import CheckpointError, LayerNotFoundError, ModelTypeError, SettingError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
 from ..models.activations import double_differentiable, leaky_gradients
-from ..models.capture import resolve_layer
+from ..models.capture import Capture, forward_events, resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
 from ..models.probe import Probe, as_probe, image_size, model_dtype
 from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
-from ..training.loop import batch_images, check_learning_rate, check_positive_int
+from ..training.loop import batch_images
+from ..validate import check_learning_rate, check_positive_int
 from .core import align, check_schedule, clamp_input, initial_input
 
 PRESERVE = ("auto", "projection", "distill")
@@ -310,31 +311,14 @@ class FeatureAligned(nn.Module):
         forward pass, and kept."""
         if "_head_ids" in self.__dict__:
             return self.__dict__["_head_ids"]
-        order: list[tuple[str, nn.Module]] = []
-        done: dict[int, int] = {}
-        target = resolve_layer(self.model, self.layer)
-        handles = []
-
-        def pre(module, args):
-            order.append(("start", module))
-
-        def post(module, args, output):
-            if module is target and id(target) not in done:
-                done[id(target)] = len(order)
-
-        for m in self.model.modules():
-            handles.append(m.register_forward_pre_hook(pre))
-            handles.append(m.register_forward_hook(post))
-        try:
-            with torch.no_grad(), frozen_eval(self.model):
-                self.model(self.model_input(torch.full((1, self.channels, *self.size), 0.5,
-                                                     device=model_device(self.model))))
-        finally:
-            for h in handles:
-                h.remove()
-        cut = done.get(id(target), len(order))
-        before = {id(m) for kind, m in order[:cut]}
-        self.__dict__["_head_ids"] = {id(m) for kind, m in order[cut:] if id(m) not in before}
+        with frozen_eval(self.model):
+            events = forward_events(self.model, self.model_input(
+                torch.full((1, self.channels, *self.size), 0.5, device=model_device(self.model))))
+        cut = next((i for i, e in enumerate(events) if e == ("end", self.layer)), len(events))
+        before = {name for kind, name in events[:cut] if kind == "start"}
+        modules = dict(self.model.named_modules())
+        self.__dict__["_head_ids"] = {id(modules[name]) for kind, name in events[cut:]
+                                      if kind == "start" and name not in before}
         return self.__dict__["_head_ids"]
 
     def _select_trainable(self, trainable: str, lora_rank: int) -> None:
@@ -427,16 +411,9 @@ class FeatureAligned(nn.Module):
             return self.model(self.model_input(images))
         with torch.no_grad():
             z_o = self._probe(self._teacher, [self.layer], True).latent(images)
-        target = resolve_layer(self.model, self.layer)
-
-        def hook(module, args, output):
-            return self._project(output.flatten(1), z_o).view_as(output)
-
-        handle = target.register_forward_hook(hook)
-        try:
-            return self.model(self.model_input(images))
-        finally:
-            handle.remove()
+        project = {self.layer: lambda out: self._project(out.flatten(1), z_o).view_as(out)}
+        with Capture(self.model, [], replace=project) as cap:
+            return cap.forward(self.model_input(images))
 
     # -- training -------------------------------------------------------------------------------------------
     def losses(self, images: torch.Tensor, *, distill_weight: float = 1.0, recon_weight: float = 1.0,
@@ -553,12 +530,8 @@ def _pinv_wide(a: torch.Tensor, rtol: float = 1e-6) -> torch.Tensor:
 def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Tensor, raw_shape: tuple[int, ...]
                      ) -> torch.Tensor:
     """The model's output when the latent layer's output is replaced by `z (B, d)` (reshaped to the raw shape)."""
-    target = resolve_layer(model, layer)
-    handle = target.register_forward_hook(lambda m, a, o: z.view(z.shape[0], *raw_shape))
-    try:
-        return model(x).flatten(1)
-    finally:
-        handle.remove()
+    with Capture(model, [], replace={layer: lambda out: z.view(z.shape[0], *raw_shape)}) as cap:
+        return cap.forward(x).flatten(1)
 
 
 def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,

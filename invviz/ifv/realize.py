@@ -16,7 +16,7 @@ from ..metrics import ssim
 from ..models.probe import Probe, as_probe, image_size
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
-from ..training.loop import check_learning_rate
+from ..validate import check_learning_rate
 from .objective import Aggregation, aggregated_direction
 
 

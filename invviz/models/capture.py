@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -98,6 +98,23 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
+def forward_events(model: nn.Module, x: torch.Tensor | tuple[Any, ...]) -> list[tuple[str, str]]:
+    """The order modules run in: `("start" | "end", name)` for every module call of one forward of `x` (without
+    gradients; the hooks are removed after, also on error)."""
+    events: list[tuple[str, str]] = []
+    handles = []
+    try:
+        for name, m in model.named_modules():
+            handles.append(m.register_forward_pre_hook(lambda mod, args, name=name: events.append(("start", name))))
+            handles.append(m.register_forward_hook(lambda mod, a, o, name=name: events.append(("end", name))))
+        with torch.no_grad():
+            model(*x) if isinstance(x, tuple) else model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return events
+
+
 class Capture:
     """Context manager that records chosen layers' outputs, as features `(B, C, H, W)`.
 
@@ -112,6 +129,10 @@ class Capture:
             False the first call is kept and `calls` reports the count (used by :func:`list_layers`).
         cache: a dict shared by several captures of the same model and layers: layouts found for an input shape
             are kept there, and a later capture skips the probing forward for that shape.
+        replace: write into the forward: `{layer: fn}` replaces the layer's output by `fn(output)` while the
+            capture is open (a captured layer that is also replaced reads the new output); `"name@k"` replaces the
+            k-th call only. The hooks are removed on exit, also after an error. :meth:`forward` runs the model
+            with the replacements and returns its own output.
 
     Example:
         >>> import torch, torchvision
@@ -132,6 +153,7 @@ class Capture:
         layouts: Mapping[str, Layout] | None = None,
         strict: bool = True,
         cache: dict | None = None,
+        replace: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelTypeError(f"Capture reads the layers of a torch nn.Module; got {type(model).__name__}"
@@ -150,6 +172,17 @@ class Capture:
         for spec in self.specs:
             name, call = _parse(spec)
             self._targets[spec] = (resolve_layer(model, name), call)
+        if replace is not None and not isinstance(replace, Mapping):
+            raise SettingError(f"replace maps layer names to functions of their output, e.g. {{'layer3': fn}}; got"
+                               f" {type(replace).__name__}")
+        self._replace: dict[str, tuple[nn.Module, int | None, Callable]] = {}
+        for spec, fn in (replace or {}).items():
+            if not callable(fn):
+                raise SettingError(f"replace[{spec!r}] must be a function of the layer's output; got"
+                                   f" {type(fn).__name__}")
+            name, call = _parse(spec)
+            self._replace[spec] = (resolve_layer(model, name), call, fn)
+        self._restart: list[Callable[[], None]] = []
         self._handles: list[Any] = []
         self._probed = False
         self.calls: dict[str, int] = {}  # calls per forward of each captured module (known after the first run)
@@ -170,6 +203,8 @@ class Capture:
             for spec_list in by_module.values():
                 module = self._targets[spec_list[0]][0]
                 self._handles.append(module.register_forward_hook(self._make_hook(spec_list)))
+            for module, call, fn in self._replace.values():
+                self._handles.append(module.register_forward_hook(self._replacing(call, fn), prepend=True))
         except BaseException:
             self.close()
             raise
@@ -183,6 +218,38 @@ class Capture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._restart.clear()
+
+    def _replacing(self, call: int | None, fn: Callable):
+        """A hook that returns `fn(output)` for the chosen call of its module (every call when none is chosen);
+        its call count starts again at every run."""
+        seen = [0]
+
+        def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+            n = seen[0]
+            seen[0] = n + 1
+            if call is not None and n != call:
+                return None
+            if not isinstance(output, torch.Tensor):
+                raise LayoutError(f"replace: {type(mod).__name__} returns {type(output).__name__}, not a tensor;"
+                                  " replace a layer whose output is one tensor")
+            return fn(output)
+
+        self._restart.append(lambda: seen.__setitem__(0, 0))
+        return hook
+
+    def forward(self, x: torch.Tensor | tuple[Any, ...]) -> Any:
+        """The model's own output for `x` with the replacements in place (captured layers are not returned)."""
+        if not self._handles:
+            raise SettingError("Capture.forward() runs inside `with Capture(model, layers, replace=...) as cap:`")
+        for restart in self._restart:
+            restart()
+        self._outputs, self._count = {}, {}
+        stop, self.stop_early = self.stop_early, False
+        try:
+            return self.model(*x) if isinstance(x, tuple) else self.model(x)
+        finally:
+            self.stop_early, self._outputs = stop, {}
 
     def _make_hook(self, specs: list[str]):
         key = id(self._targets[specs[0]][0])
@@ -248,6 +315,8 @@ class Capture:
                                  " (invviz.Probe also normalizes and resizes for it)") from err
 
     def _run(self, x: torch.Tensor | tuple[Any, ...], raw: bool) -> dict[str, torch.Tensor]:
+        for restart in self._restart:
+            restart()
         self._outputs = {}
         self._count = {}
         key = _input_key(x)

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import DeviceError, ImageSizeError, NonFiniteError, ParameterizationError, SettingError
+from ..errors import DeviceError, DeviceMemoryError, ImageSizeError, NonFiniteError, ParameterizationError, SettingError
 from ..models.capture import Layout
 from ..models.loading import Preprocessing
 from ..models.probe import Probe, as_probe, image_size
 from ..settings import DEFAULT_RECIPE, RECIPES, Recipe
 from ..training import schedule
-from ..training.loop import check_learning_rate, check_positive_int
+from ..validate import check_learning_rate, check_positive_int
 from .objectives import IMAGE, Objective, as_objective
 from .param import ImageParam, make_param
 from .relu import redirect_relus
@@ -198,6 +198,8 @@ def render(
     if 0 in want:
         with torch.no_grad():
             shots[0] = param().detach().cpu()
+    if device.type == "cuda" and probe is not None:
+        _check_fits(probe, param, tf, rng)
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if probe is not None:
@@ -263,6 +265,40 @@ def render(
         monitored={name: torch.stack(v).cpu() for name, v in watched.items() if v}, importance=imp,
         preprocessing=base.preprocessing,
     )
+
+
+def batch_that_fits(per_image: float, fixed: float, free: float, margin: float = 0.9) -> int:
+    """The largest batch whose memory `fixed + batch * per_image` (bytes) stays within `margin` of `free`."""
+    return max(0, int((margin * free - fixed) // max(per_image, 1.0)))
+
+
+def _check_fits(probe: Probe, param: ImageParam, tf: Transform, rng) -> None:
+    """Before the first step on CUDA: one forward and backward of the first image alone (the parameterization's
+    batch element 0, transformed, through the probe) measures the memory one image of the render needs; a batch that would not fit in
+    the device's free memory is a :class:`DeviceMemoryError` that names the batch that would."""
+    device = probe.device
+    free, _ = torch.cuda.mem_get_info(device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with probe:
+        image = param()[:1].detach().requires_grad_(True)
+        trial = None
+        if rng is not None:  # the render's own draws must not move
+            trial = torch.Generator()
+            trial.set_state(rng.get_state())
+        feats = probe(tf(image, trial))
+        # the memory is the activations kept for the backward: any scalar of the objective's layers measures it
+        sum(f.float().mean() for f in feats.values()).backward()
+    per_image = torch.cuda.max_memory_allocated(device) - before
+    del feats, image
+    torch.cuda.empty_cache()
+    fits = batch_that_fits(per_image, 0.0, free)
+    if param.batch > fits:
+        raise DeviceMemoryError(
+            f"a render of {param.batch} images needs about {param.batch * per_image / 2 ** 30:.2f} GiB on {device}"
+            f" but {free / 2 ** 30:.2f} GiB are free: use batch={max(fits, 1)} (several calls), a smaller size, or"
+            " free memory on the device")
 
 
 def _warn_if_stuck(history: torch.Tensor, objective: Objective, redirected_relu: int) -> None:

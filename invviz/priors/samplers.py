@@ -24,7 +24,7 @@ from ..models.state import frozen_eval
 from ..optvis.objectives import Objective, as_objective, custom
 from ..optvis.render import render
 from ..training import schedule
-from ..training.loop import check_positive_int
+from ..validate import check_positive_int
 from .generators import GeneratorImage, ImageGenerator
 
 Prior = Callable[[torch.Tensor], torch.Tensor]

@@ -18,7 +18,8 @@ from ..models.state import frozen_eval
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.discriminator import Discriminator
-from ..training.loop import batch_images, check_learning_rate
+from ..training.loop import batch_images
+from ..validate import check_learning_rate
 from .generators import ImageGenerator
 
 Features = Callable[[torch.Tensor], torch.Tensor]

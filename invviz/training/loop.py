@@ -9,7 +9,6 @@ never executes code from it.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -18,8 +17,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import CheckpointError, DataError, NonFiniteError, SettingError
+from ..errors import CheckpointError, DataError, NonFiniteError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
+from ..validate import check_positive_int
 from . import distributed as ddp
 
 StepFn = Callable[[Any, int], Mapping[str, float | torch.Tensor]]
@@ -43,21 +43,6 @@ def _load_modules(state: Mapping[str, Any], modules: Mapping[str, nn.Module],
             raise CheckpointError(f"checkpoint {path}: optimizer {name!r} does not fit: {err}") from None
     for name, sched in schedulers.items():
         sched.load_state_dict(state["schedulers"][name])
-
-
-def check_positive_int(value: object, name: str, *, allow_none: bool = False) -> None:
-    """A typed error unless `value` is an int >= 1 (or None where allowed)."""
-    if value is None and allow_none:
-        return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise SettingError(f"{name} must be a whole number >= 1{' or None' if allow_none else ''}; got {value!r}")
-
-
-def check_learning_rate(lr: object, name: str = "lr") -> float:
-    """A typed error unless `lr` is a finite number > 0; returns it as a float."""
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) or lr <= 0:
-        raise SettingError(f"{name} must be a finite number > 0 (e.g. 1e-4); got {lr!r}")
-    return float(lr)
 
 
 def batch_images(batch: Any, *, channels: int | None = None, size: tuple[int, int] | None = None,

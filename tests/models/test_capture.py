@@ -4,7 +4,7 @@ from conftest import flags_of, hooks_on, small_swin, small_vit
 from torch import nn
 
 from invviz.errors import ImageSizeError, LayerNotFoundError, LayerReuseError
-from invviz.models import Capture, list_layers
+from invviz.models import Capture, forward_events, list_layers
 
 
 def test_capture_matches_forward_and_removes_hooks(resnet18):
@@ -116,3 +116,48 @@ def test_model_output_is_empty_name():
         out = cap.run(x)[""]
     assert out.shape == (3, 4, 1, 1)
     assert torch.allclose(out[:, :, 0, 0], model(x))
+
+
+def test_capture_replaces_a_layers_output_and_restores_the_forward(resnet18):
+    """Read and write through one mechanism: the replaced output flows downstream and is what a capture of the
+    same layer reads; on exit the forward is the model's own again; bad replacements are typed errors."""
+    from invviz.errors import SettingError
+
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        plain = resnet18(x)
+        with Capture(resnet18, ["layer3"], replace={"layer3": lambda out: torch.zeros_like(out)}) as cap:
+            zeroed = cap.forward(x)
+            feats = cap.run(x)
+        after = resnet18(x)
+    assert torch.equal(feats["layer3"], torch.zeros_like(feats["layer3"]))
+    # layer3 zeroed: layer4 sees only its (zero) input, so the logits are the head applied to layer4(0)
+    want = resnet18.fc(torch.flatten(resnet18.avgpool(resnet18.layer4(torch.zeros(1, 256, 4, 4))), 1))
+    assert torch.allclose(zeroed, want, atol=1e-6) and not torch.allclose(zeroed, plain)
+    assert torch.equal(after, plain) and hooks_on(resnet18) == 0
+    with pytest.raises(SettingError, match="function"):
+        Capture(resnet18, [], replace={"layer3": 0})
+    with pytest.raises(LayerNotFoundError):
+        Capture(resnet18, [], replace={"layer9": lambda o: o})
+    with pytest.raises(SettingError, match="inside"):
+        Capture(resnet18, [], replace={"layer3": lambda o: o}).forward(x)
+
+
+def test_replace_picks_one_call_of_a_reused_module():
+    relu = nn.ReLU()
+    net = nn.Sequential(nn.Linear(4, 4), relu, nn.Linear(4, 4), relu)
+    x = torch.randn(2, 4)
+    with Capture(net, [], replace={"1@1": lambda out: out * 0}) as cap:
+        out = cap.forward(x)
+        again = cap.forward(x)  # the call count starts again every forward
+    assert torch.equal(out, torch.zeros(2, 4)) and torch.equal(again, out)
+    with Capture(net, [], replace={"1@0": lambda out: out * 0}) as cap:
+        first = cap.forward(x)
+    assert torch.equal(first, torch.relu(net[2](torch.zeros(2, 4))))
+
+
+def test_forward_events_list_the_modules_in_the_order_they_run(resnet18):
+    events = forward_events(resnet18, torch.rand(1, 3, 32, 32))
+    starts = [name for kind, name in events if kind == "start"]
+    assert starts[:3] == ["", "conv1", "bn1"] and starts.index("layer1") < starts.index("layer4") < starts.index("fc")
+    assert ("end", "layer3") in events and hooks_on(resnet18) == 0

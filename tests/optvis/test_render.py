@@ -178,3 +178,25 @@ def test_the_fast_default_beats_lucids_recipe_at_the_same_steps(resnet18):
     assert invviz.visualize(resnet18, "layer3", 0, size=32, steps=3, progress=False).history.shape[0] == 3
     with pytest.raises(invviz.errors.SettingError, match="recipe"):
         invviz.visualize(resnet18, "layer3", 0, steps=2, recipe="fastest")
+
+
+def test_a_render_that_would_not_fit_on_the_gpu_says_which_batch_would(resnet18, monkeypatch):
+    """The check before the first step on CUDA, run on the CPU with the device's memory figures stubbed: 100 MB free,
+    one image measured at 30 MB -> a batch of 8 is refused and a batch of 3 (0.9 * 100 / 30) named."""
+    from invviz.errors import DeviceMemoryError
+    from invviz.optvis import make_param, make_transforms
+    from invviz.optvis.render import _check_fits, batch_that_fits
+
+    assert batch_that_fits(30e6, 0.0, 100e6) == 3 and batch_that_fits(30e6, 0.0, 10e6) == 0
+    for name, fn in {"mem_get_info": lambda d=None: (100e6, 200e6), "synchronize": lambda d=None: None,
+                     "reset_peak_memory_stats": lambda d=None: None, "empty_cache": lambda: None,
+                     "memory_allocated": lambda d=None: 0, "max_memory_allocated": lambda d=None: 30e6}.items():
+        monkeypatch.setattr(torch.cuda, name, fn)
+    probe = invviz.Probe(resnet18, ["layer2"])
+    rng = torch.Generator().manual_seed(0)
+    param = make_param("fft", (32, 32), 8, rng)
+    state = rng.get_state()
+    with pytest.raises(DeviceMemoryError, match="batch=3"):
+        _check_fits(probe, param, make_transforms("fused"), rng)
+    assert torch.equal(rng.get_state(), state) and hooks_on(resnet18) == 0
+    _check_fits(probe, make_param("fft", (32, 32), 2, rng), make_transforms("fused"), rng)
