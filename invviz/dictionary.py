@@ -405,12 +405,15 @@ def _evidence(probe: Probe, layer: str, data: Any, size: int, result: Concepts, 
                 continue
             if classes:
                 with torch.enable_grad():
+                    # the gradient is taken at the layer's own output (raw: tokens for a ViT), then laid out as
+                    # the features are (the same selection and reshaping applies to both)
                     xg = x.to(reading.device).requires_grad_(True)
-                    out = reading(xg)
-                    f, logits = out[layer], out[""].flatten(1)
+                    out = reading(xg, raw=True)
+                    logits = out[""].flatten(1)
                     pred = logits.argmax(1)
-                    grad = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), f)[0].detach().double().cpu()
-                f = f.detach()
+                    grad = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), out[layer])[0]
+                lay = reading.layout(layer)
+                f, grad = lay.to_features(out[layer].detach()), lay.to_features(grad).double().cpu()
             else:
                 with torch.no_grad():
                     f = reading(x)[layer]

@@ -235,3 +235,20 @@ def test_the_concepts_page_in_a_real_browser(planted, tmp_path):
         assert len(index["layers"]["mix · nmf concepts"]["units"]) == saved.k
     finally:
         driver.quit()
+
+
+def test_concepts_of_a_vit_read_its_tokens_and_their_gradients():
+    """A token layer (class token dropped, the grid from the patch embedding; the first of two blocks, so the class
+    token reads it through attention): the concepts, their evidence and the
+    classes' gradient x concept activation, taken at the layer's own token output and laid out like the features."""
+    from conftest import small_vit
+
+    vit = small_vit(num_classes=5)
+    flags = flags_of(vit)
+    images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    probe = Probe(vit, preprocessing=invviz.Preprocessing(input_size=(3, 64, 64), fixed_input_size=True,
+                                                           source="test"))
+    c = invviz.concepts(probe, "blocks.0", images, 3, method="sae", sae_steps=20, top_n=2, crop=16)
+    assert c.directions.shape == (3, 48) and c.examples.shape == (3, 2, 3, 16, 16)
+    assert len(c.class_ids) >= 1 and torch.isfinite(c.class_scores).all() and c.class_scores.abs().sum() > 0
+    assert flags_of(vit) == flags and hooks_on(vit) == 0

@@ -200,3 +200,30 @@ def test_a_render_that_would_not_fit_on_the_gpu_says_which_batch_would(resnet18,
         _check_fits(probe, param, make_transforms("fused"), rng)
     assert torch.equal(rng.get_state(), state) and hooks_on(resnet18) == 0
     _check_fits(probe, make_param("fft", (32, 32), 2, rng), make_transforms("fused"), rng)
+
+
+class _Hourglass(nn.Module):
+    """Down by 2, up by 2, added to the input's features: like DLA's and HRNet's skips, it takes even sizes only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+        self.head = nn.Conv2d(4, 4, 1)
+
+    def forward(self, x):
+        f = torch.relu(self.stem(x))
+        return self.head(f + self.up(self.down(f)))
+
+
+def test_a_model_that_cannot_take_the_transformed_size_gets_the_size_asked_for():
+    """Lucid's chained transforms pad and rescale (odd sizes on the way); a model with size-locked skips renders
+    anyway: the probe falls back to the render's own size and keeps to it."""
+    torch.manual_seed(0)
+    net = _Hourglass().eval()
+    with pytest.raises(ImageSizeError):
+        invviz.models.features(net, "head", torch.rand(1, 3, 33, 33), preprocessing=Preprocessing(source="test"))
+    r = invviz.visualize(net, "head", [0, 1], steps=6, size=32, recipe="lucid", progress=False,
+                         preprocessing=Preprocessing(source="test"))
+    assert r.images.shape == (2, 3, 32, 32) and torch.isfinite(r.history).all() and hooks_on(net) == 0
