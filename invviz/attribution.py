@@ -94,6 +94,8 @@ def top_units(
         else:
             attr = LayerIntegratedGradients(forward, module).attribute(
                 x, baselines=torch.full_like(x, 0.5), target=target, n_steps=steps)
+    if isinstance(attr, (tuple, list)):  # a layer returning several tensors (HRNet's branches): the probe reads the first
+        attr = attr[0]
     per_channel = layout.to_features(attr).sum(dim=(2, 3))[0].detach().float().cpu()  # (C,)
     order = per_channel.argsort(descending=True)[:k]
     if not bool((per_channel != 0).any()):

@@ -17,11 +17,15 @@ def hooks_on(model: nn.Module) -> int:
 
 
 def flags_of(model: nn.Module) -> tuple:
-    """Every module's training flag, every parameter's requires_grad, and every in-place setting."""
+    """Every module's training flag, every parameter's requires_grad, every in-place setting, and what the caches a
+    forward fills hold (timm's attention-bias caches: a tensor left there keeps a graph and breaks deepcopy)."""
+    from invviz.models.state import forward_caches
+
     return (
         tuple(m.training for m in model.modules()),
         tuple(p.requires_grad for p in model.parameters()),
         tuple(getattr(m, "inplace", None) for m in model.modules()),
+        tuple((name, tuple(sorted(content))) for _, name, content in forward_caches(model)),
     )
 
 

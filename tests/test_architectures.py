@@ -69,3 +69,38 @@ def test_every_method_runs_at_a_non_native_size(make, layer):
     assert invviz.invert(wrapped, torch.rand(1, 3, SIZE, SIZE)).images.shape == (1, 3, SIZE, SIZE)
     assert invviz.invert(model, torch.rand(1, 3, SIZE, SIZE), layer=layer, steps=2).images.shape == (1, 3, SIZE, SIZE)
     assert hooks_on(model) == 0 and flags_of(model) == flags
+
+
+ZOO = [  # families found as a new user would: (timm name, a layer, the render size)
+    ("levit_128s", "stages.2", 64),  # hierarchical token grids (49 and 16 tokens at 224 px), attention-bias caches
+    ("tiny_vit_5m_224", "stages.2", 64),  # attention-bias caches
+    ("dla34", "level4", 64),  # skips that must line up: the transformed sizes do not fit
+    ("hrnet_w18_small", "stage3", 64),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, layer, size", ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_renders_and_is_left_as_it_was(name, layer, size):
+    """Random weights, tiny sizes: every family renders with both recipes, and after top_units and
+    recover_objective the model is as it was (flags, caches) and can still be deep-copied and wrapped."""
+    import copy
+    import warnings
+
+    import timm
+
+    from invviz.ifv import recover_objective
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False).eval()
+    flags = flags_of(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for recipe in ("fast", "lucid"):
+            r = invviz.visualize(model, layer, [0, 1], steps=2, size=size, recipe=recipe, progress=False)
+            assert r.images.shape == (2, 3, size, size) and torch.isfinite(r.final).all()
+        photo = invviz.data.load_photo("chelsea", size)
+        invviz.top_units(model, layer, photo, k=2)
+        recover_objective(model, layer, photo * 0.9 + 0.05, points=1)
+    assert flags_of(model) == flags and hooks_on(model) == 0
+    copy.deepcopy(model)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 
@@ -183,6 +184,7 @@ class Capture:
             name, call = _parse(spec)
             self._replace[spec] = (resolve_layer(model, name), call, fn)
         self._restart: list[Callable[[], None]] = []
+        self._input_hw: tuple[int, ...] | None = None
         self._handles: list[Any] = []
         self._probed = False
         self.calls: dict[str, int] = {}  # calls per forward of each captured module (known after the first run)
@@ -358,6 +360,7 @@ class Capture:
                           f" the first input does not explain at input size {key[-2:] if key else '?'}")
 
     def _probe(self, x: torch.Tensor | tuple[Any, ...]) -> None:
+        self._input_hw = tuple(x.shape[-2:]) if isinstance(x, torch.Tensor) and x.dim() == 4 else None
         self._probing = True
         self._grids = []
         self._recent = None  # (module, output) of the module that last returned a new tensor
@@ -445,6 +448,10 @@ class Capture:
             prefix_hint = getattr(self.model, "num_prefix_tokens", None)
             candidates = [(n - h * w, (h, w)) for h, w in dict.fromkeys(self._grids)  # patch grids seen
                           if 0 <= n - h * w <= MAX_PREFIX_TOKENS]
+            if not candidates and self._input_hw and self._input_hw[0] == self._input_hw[1]:
+                # a hierarchical token grid (LeViT's later stages: 49 and 16 tokens at 224 px) that no patch
+                # embedding produced: a square input makes a square grid
+                candidates = [(n - s * s, (s, s)) for s in range(1, math.isqrt(n) + 1) if n - s * s <= MAX_PREFIX_TOKENS]
             if isinstance(prefix_hint, int):
                 candidates = [c for c in candidates if c[0] == prefix_hint] or candidates
             if not candidates:

@@ -1,4 +1,6 @@
-"""Leaving the user's model exactly as it was: train/eval flags and `requires_grad` flags."""
+"""Leaving the user's model exactly as it was: train/eval flags, `requires_grad` flags, and the caches a forward fills
+(timm's attention-bias caches of LeViT, TinyViT, EfficientFormer: tensors that would otherwise keep a graph, or a
+functorch wrapper, and make the model impossible to deepcopy)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ def frozen_eval(model: nn.Module, *, freeze: bool = True, eval_mode: bool = True
     """
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
+    caches = forward_caches(model)
     try:
         if eval_mode:
             model.eval()
@@ -29,3 +32,12 @@ def frozen_eval(model: nn.Module, *, freeze: bool = True, eval_mode: bool = True
             m.training = training
         for p, flag in grads:
             p.requires_grad_(flag)
+        for m, name, content in caches:
+            setattr(m, name, dict(content))
+
+
+def forward_caches(model: nn.Module) -> list[tuple[nn.Module, str, dict]]:
+    """Every dict attribute named `*_cache` of the model's modules, with a copy of its content (what a forward may
+    fill, e.g. timm's `attention_bias_cache`)."""
+    return [(m, name, dict(value)) for m in model.modules() for name, value in vars(m).items()
+            if name.endswith("_cache") and isinstance(value, dict)]
