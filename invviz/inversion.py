@@ -26,9 +26,9 @@ from .optvis.transforms import Transform, Translate
 from .validate import check_positive_int
 
 # Defaults of optimization-based inversion, chosen by `python benchmarks/invert_lite0.py sweep` on four tuning photos
-# (Lite0 blocks.2, 128 px; grey 11.2 dB): FFT 14.8-16.6 dB against pixel 9.0-11.9, lr 0.05 over 0.02 and 0.2, a
-# 2-pixel shift over none or 4, total variation 0.05 over 0 (+0.1 dB); 600 steps add 0.9 dB for twice the time.
-# `python benchmarks/invert_lite0.py layers` reports them per layer on the six other bundled photos.
+# (Lite0 blocks.2, 128 px: the FFT image, Adam 0.05, a 2-pixel shift, total variation 0.05, 300 steps; the sweep's
+# figures are in benchmarks/README.md). `python benchmarks/invert_lite0.py layers` reports them per layer on the six
+# other bundled photos.
 INVERT_STEPS = 300
 INVERT_PARAM = "fft"
 INVERT_LR = 0.05

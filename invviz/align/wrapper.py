@@ -144,8 +144,9 @@ class FeatureAligned(nn.Module):
     Args:
         model: any image model; copied (the user's model is never changed).
         layer: the latent layer (default :func:`default_latent_layer`); any layer, spatial or pooled.
-        steps, tau: the alignment schedule: T steps (default 2: on Fashion-MNIST, 27.9 dB against 24.4 dB for T = 1
-            at the same training steps, `benchmarks/fa_wrapper_fashion.py`), each with its own step size (initial
+        steps, tau: the alignment schedule: T steps (default 2, chosen on Fashion-MNIST against T = 1 at the same
+            training steps: `benchmarks/fa_wrapper_fashion.py`, figures in benchmarks/README.md), each with its own
+            step size (initial
             value `tau`; learned when `learn_tau`, and set by a line search on the first training batch).
         init, init_scale, seed: `r_0` before learning: `"zeros"` (a grey image), `"gaussian"` or `"uniform"`
             noise times `init_scale`; learned when `learn_r0`.
@@ -155,7 +156,8 @@ class FeatureAligned(nn.Module):
         preprocessing, layouts: override the model's normalization, or a layer's layout.
         leak: while decoding, ReLUs and ReLU6s pass `leak` times the gradient where they are off (forward values
             unchanged; :func:`invviz.models.activations.leaky_gradients`). At a flat start image most units of a
-            deep ReLU network are off (96% of EfficientNet-Lite0's `bn2`), and plain steps hear only from the rest.
+            deep ReLU network are off (`benchmarks/fa_lite0_diagnosis.py` counts them), and plain steps hear only
+            from the rest.
             Default 0 (the paper's plain gradient); tried on Lite0 without a measured gain (benchmarks/README.md).
 
     `state_dict()` holds the fine-tuned model, `r_0` and the step sizes; the frozen original (the teacher) is kept

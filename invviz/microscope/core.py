@@ -95,9 +95,9 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
         layers: layer names (see `invviz.list_layers`).
         units: channel indices for every layer, or `{layer: indices}` (default: every channel).
         steps, size, param, lr, transforms, lr_schedule: the render of each unit (one channel objective per batch
-            element). The default recipe (Adam 0.1 falling along a cosine, the standard transforms fused into one
-            resampling, 384 steps) reaches torch-lucent's 512-step activation 8.4x sooner per unit than lucent;
-            Lucid's own recipe is `lr=0.05, lr_schedule="constant", transforms="standard"`, 512 steps.
+            element). The default recipe is `invviz.settings.RECIPES["fast"]` (Adam 0.1 falling along a cosine, the
+            standard transforms fused into one resampling, 384 steps; measured against torch-lucent by
+            `benchmarks/bench_atlas_vs_lucent.py`, figures in benchmarks/README.md); Lucid's own is `RECIPES["lucid"]`.
         batch: units rendered together in one optimization.
         data: dataset examples from an image folder (a path), a DataLoader / iterable of image batches in [0, 1],
             `"photos"` (the photos bundled with the installed packages, the default), or None for none.

@@ -4,7 +4,8 @@ Two uses, both by feature alignment, which differentiates through gradients:
 
 - :func:`leaky_gradients`: ReLU and ReLU6 keep their forward values but pass `slope` times the gradient where they
   are off (or saturated). A decoder whose steps follow the network's gradient from a start image otherwise hears
-  only from the units that are on at that image (4% of EfficientNet-Lite0's `bn2` units at a flat grey image).
+  only from the units that are on at that image (few of EfficientNet-Lite0's `bn2` units at a flat grey image:
+  `benchmarks/fa_lite0_diagnosis.py`).
 - :func:`double_differentiable`: hardsigmoid and hardswish, which have no double backward in PyTorch, computed from
   ops that have one (the same values).
 

@@ -184,7 +184,7 @@ def dgn_am(model: nn.Module | Probe, generator: ImageGenerator, objective: objec
     """DGN-AM: maximize `objective` (a class logit `class_logit(c)`, a channel `int` of `layer`, any core
     objective) over the generator's code. Codes are clipped to `[0, upper]` (default the generator's code bounds).
 
-    `lr` is eta_0, the mean absolute step per code unit at the start (falling linearly to `lr_end`); the seed's
+    `lr` is eta_0, the mean absolute step per code unit at the start (falling linearly to `lr_end`); the authors'
     setting for class outputs is 8 and it uses 1-8 by layer. Scale it to the code's range: for hidden units of
     EfficientNet-Lite0 with its pooled features as the code (each in [0, 6]), 2 was chosen on held-out units (README).
     """
