@@ -33,7 +33,7 @@ def toy_recover(net: ToyNet, x: torch.Tensor, *, steps: int = 1, tau: float = 1.
     def enc(r: torch.Tensor) -> torch.Tensor:
         return net(r) * weights.sqrt()
 
-    # align() minimizes 1/2 |z - E(r)|^2; scale by sqrt(weights) and double tau to get the seed's unhalved L
+    # align() minimizes 1/2 |z - E(r)|^2; scale by sqrt(weights) and double tau to get the paper's unhalved L
     return align(enc, out * weights.sqrt(), tuple(x.shape), steps=steps, tau=2 * tau, create_graph=create_graph)
 
 

@@ -44,7 +44,7 @@ def vfa_loss(encoder: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = 
              tau: float = 1.0, init: str = "zeros", beta: torch.Tensor | float | None = None,
              class_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The VFA loss of a batch `x` in [0, 1]: `mean_b(|x_b - r_hat_b|^2 + beta_b KL_b)` (+ cross-entropy of the class
-    head when `labels` are given). `beta=None` draws `beta ~ U(0, 1)` per example (the seed's random schedule).
+    head when `labels` are given). `beta=None` draws `beta ~ U(0, 1)` per example (the paper's random schedule).
 
     Returns `loss`, `recon`, `kl` (batch means), and `r_hat`, `mu`, `logvar`, `logits` for the caller.
     """
