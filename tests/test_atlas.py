@@ -113,3 +113,27 @@ def test_the_site_in_a_real_browser(tmp_path):
         assert "unit 4" in driver.find_element(By.ID, "panel-title").text
     finally:
         driver.quit()
+
+
+def test_named_directions_are_units_with_their_own_examples_and_attribution(tmp_path):
+    """A named direction is a unit record of its own: rendered with the direction objective, scored on the data by
+    the features' projection on it (its top example's score checked against a full pass), and attributed by captum
+    on that projection (an index past the channels once made the attribution fail)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    vec = torch.zeros(128)
+    vec[3], vec[7] = 1.0, 2.0
+    photos = torch.stack([invviz.data.load_photo(n, 64) for n in sorted(invviz.data.photo_paths())])
+    site = invviz.atlas(invviz.Probe(net, preprocessing=Preprocessing(source="test")), "layer2", tmp_path,
+                        units=[0, 1], directions={"three+2*seven": vec}, steps=2, size=32, batch=3, top_k=2,
+                        data=photos, data_size=64, attribution=True, progress=False)
+    units = site.index["layers"]["layer2"]["units"]
+    assert set(units) == {"0", "1", "128"} and units["128"]["name"] == "three+2*seven"
+    best = units["128"]["examples"][0]
+    assert (tmp_path / best["attribution"]).is_file()
+    with torch.no_grad():
+        f = invviz.models.features(net, "layer2", photos, preprocessing=Preprocessing(source="test"))["layer2"]
+    want = torch.einsum("c,bchw->bhw", vec, f).flatten(1).amax(1).max()
+    assert best["activation"] == pytest.approx(float(want), rel=1e-4)

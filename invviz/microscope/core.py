@@ -17,7 +17,6 @@ from ..errors import LayerNotFoundError, SettingError
 from ..io import atomic_write, check_writable, save_image, write_json
 from ..models.loading import Preprocessing
 from ..models.probe import Probe, as_probe, image_size
-from ..optvis.objectives import channel, direction, neuron
 from ..optvis.render import visualize
 from ..plotting import image_grid
 from ..settings import RECIPES
@@ -25,6 +24,7 @@ from ..training import distributed as ddp
 from ..validate import check_positive_int
 from .examples import _examples
 from .site import _concept_page, _safe, site
+from .units import Unit, group_objective
 
 INDEX_VERSION = 1
 
@@ -49,7 +49,7 @@ class Atlas:
                 f" skipped={self.skipped})")
 
 
-def _batches(units: list[int], batch: int) -> list[list[int]]:
+def _batches(units: list[Unit], batch: int) -> list[list[Unit]]:
     return [units[i:i + batch] for i in range(0, len(units), batch)]
 
 
@@ -133,7 +133,7 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
     if ddp.is_main():
         check_writable(os.path.join(out_dir, "index.json"), "JSON")
     probe = base.reading(layer_list)
-    chosen: dict[str, list[int]] = {}
+    chosen: dict[str, list[Unit]] = {}
     for layer in layer_list:
         channels = probe.channels(layer, size)
         want = units.get(layer) if isinstance(units, dict) else units
@@ -143,16 +143,14 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
         bad = [u for u in idx if not 0 <= u < channels]
         if bad:
             raise SettingError(f"layer {layer!r} has {channels} channels (0..{channels - 1}); got units {bad[:5]}")
-        chosen[layer] = idx
-    extra: dict[str, dict[int, tuple[str, torch.Tensor]]] = {}  # layer -> unit number -> (name, direction)
+        chosen[layer] = [Unit(layer, u, kind) for u in idx]
     for name, vec in (directions or {}).items():
         vec = torch.as_tensor(vec, dtype=torch.float32).flatten()
         for layer in layer_list:
             channels = probe.channels(layer, size)
-            if vec.numel() == channels:
-                number = channels + len(extra.setdefault(layer, {}))
-                extra[layer][number] = (str(name), vec)
-                chosen[layer].append(number)
+            if vec.numel() == channels:  # numbered after the channels, in the order given
+                number = channels + sum(u.kind == "direction" for u in chosen[layer])
+                chosen[layer].append(Unit(layer, number, "direction", vec, str(name)))
     settings = {"steps": steps, "size": size, "param": param, "batch": batch, "lr": lr, "transforms": transforms,
                 "seed": seed, "top_k": top_k, "kind": kind, "lr_schedule": lr_schedule}
     t0 = time.perf_counter()
@@ -161,22 +159,21 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
     for i, (layer, group) in enumerate(work):
         if i % ddp.world_size() != ddp.rank():
             continue
-        if resume and all(_done(out_dir, layer, u) for u in group):
+        if resume and all(_done(out_dir, layer, u.number) for u in group):
             skipped += len(group)
             continue
-        s = batch_seed(layer, group[0], seed)
-        res = visualize(base, None, _objective(layer, group, kind, extra.get(layer, {})), batch=len(group),
-                        steps=steps, size=size, param=param, transforms=transforms, lr=lr, seed=s, progress=progress,
-                        lr_schedule=lr_schedule)
+        s = batch_seed(layer, group[0].number, seed)
+        res = visualize(base, None, group_objective(group), batch=len(group), steps=steps, size=size, param=param,
+                        transforms=transforms, lr=lr, seed=s, progress=progress, lr_schedule=lr_schedule)
         for j, u in enumerate(group):
-            png, record = _unit_paths(out_dir, layer, u)
+            png, record = _unit_paths(out_dir, layer, u.number)
             save_image(image_grid(res.images[j:j + 1], pad=0), png)
-            write_json(record, {"layer": layer, "unit": u, "objective": float(res.final[j]), "seed": s,
-                                "batch": group, "name": extra.get(layer, {}).get(u, (None,))[0], **settings})
+            write_json(record, {"layer": layer, "unit": u.number, "objective": float(res.final[j]), "seed": s,
+                                "batch": [v.number for v in group], "name": u.name, **settings})
         rendered += len(group)
     render_seconds = time.perf_counter() - t0
     examples = {} if data is None else _examples(probe, chosen, data, top_k, example_size, data_size, out_dir,
-                                                  attribution, extra)
+                                                  attribution)
     ddp.barrier()
     counts = ddp.all_gather_object((rendered, skipped))
     rendered, skipped = sum(c[0] for c in counts), sum(c[1] for c in counts)
@@ -198,25 +195,13 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
     return Atlas(out_dir, index, rendered, skipped, time.perf_counter() - t0)
 
 
-def _objective(layer: str, group: list[int], kind: str, extra: dict[int, tuple[str, torch.Tensor]]):
-    """One objective per batch element: a channel (or the neuron at the centre), or a named direction."""
-    if not any(u in extra for u in group):
-        return channel(layer, group) if kind == "channel" else neuron(layer, group)
-    terms = []
-    for i, u in enumerate(group):
-        if u in extra:
-            terms.append(direction(layer, extra[u][1], batch=i))
-        else:
-            terms.append(channel(layer, u, batch=i) if kind == "channel" else neuron(layer, u, batch=i))
-    return sum(terms)
-
-
-def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[int]], settings: dict, examples: dict,
+def _index(model: nn.Module, out_dir: str, chosen: dict[str, list[Unit]], settings: dict, examples: dict,
            title: str | None) -> dict[str, Any]:
     layers = {}
     for layer, idx in chosen.items():
         entries = {}
-        for u in idx:
+        for unit in idx:
+            u = unit.number
             png, record = _unit_paths(out_dir, layer, u)
             if not os.path.isfile(record):
                 continue

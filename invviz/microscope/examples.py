@@ -14,6 +14,7 @@ from ..io import save_image
 from ..models.probe import Probe
 from ..training import distributed as ddp
 from .site import _safe
+from .units import Unit
 
 
 def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, torch.Tensor]]:
@@ -24,8 +25,8 @@ def _data_batches(data: Any, size: int, channels: int) -> Iterable[tuple[int, to
 
 
 @torch.no_grad()
-def _examples(probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, crop: int, size: int,
-              out_dir: str, attribution: bool, extra: dict | None = None) -> dict[str, dict[int, list[dict]]]:
+def _examples(probe: Probe, chosen: dict[str, list[Unit]], data: Any, k: int, crop: int, size: int,
+              out_dir: str, attribution: bool) -> dict[str, dict[int, list[dict]]]:
     """The top-k examples of every unit in one streaming pass: scores `(C, k)`, crops `(C, k, 3, s, s)` uint8 per
     layer; merged over the ranks by rank 0, which writes the example PNGs. A direction unit scores the features'
     projection on its direction."""
@@ -37,12 +38,7 @@ def _examples(probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, cro
             for layer, idx in chosen.items():
                 if layer not in weights:  # (U, C): one-hot rows for channels, the vector for a direction
                     c = feats[layer].shape[1]
-                    w = torch.zeros(len(idx), c)
-                    for row, u in enumerate(idx):
-                        if u < c:
-                            w[row, u] = 1.0
-                        else:
-                            w[row] = (extra or {})[layer][u][1]
+                    w = torch.stack([u.weights(c) for u in idx])
                     weights[layer] = w.to(feats[layer].device, feats[layer].dtype)
                 f = torch.einsum("uc,bchw->buhw", weights[layer], feats[layer])  # (B, U, h, w)
                 b, u, h, w = f.shape
@@ -64,7 +60,8 @@ def _examples(probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, cro
             continue
         score, ids, crops = merged[layer]
         out[layer] = {}
-        for row, unit in enumerate(idx):
+        for row, item in enumerate(idx):
+            unit = item.number
             entries = []
             for j in range(score.shape[1]):
                 if not torch.isfinite(score[row, j]):
@@ -73,22 +70,26 @@ def _examples(probe: Probe, chosen: dict[str, list[int]], data: Any, k: int, cro
                 save_image(crops[row, j].permute(1, 2, 0).numpy(), os.path.join(out_dir, rel))
                 entry = {"image": rel, "activation": float(score[row, j])}
                 if attribution:
-                    entry["attribution"] = _attribution(probe, layer, unit, crops[row, j], out_dir, rel)
+                    entry["attribution"] = _attribution(probe, item, crops[row, j], out_dir, rel)
                 entries.append(entry)
             out[layer][unit] = entries
     return out
 
 
-def _attribution(probe: Probe, layer: str, unit: int, crop: torch.Tensor, out_dir: str, rel: str) -> str:
-    """captum's gradient x input of the unit (mean over space) on an example, as a heat map PNG beside it."""
+def _attribution(probe: Probe, unit: Unit, crop: torch.Tensor, out_dir: str, rel: str) -> str:
+    """captum's gradient x input of the unit (its score, mean over space) on an example, as a heat map PNG beside
+    it."""
     from captum.attr import InputXGradient
 
+    layer = unit.layer
     probe = probe.reading([layer])
     x = (crop.float() / 255)[None].to(probe.device)
 
     def unit_mean(images: torch.Tensor) -> torch.Tensor:
         with probe.frozen():
-            return probe(images)[layer][:, unit].mean(dim=(1, 2))[:, None]
+            f = probe(images)[layer]
+            w = unit.weights(f.shape[1]).to(f.device, f.dtype)
+            return torch.einsum("c,bchw->bhw", w, f).mean(dim=(1, 2))[:, None]
 
     with torch.enable_grad():
         attr = InputXGradient(unit_mean).attribute(x.requires_grad_(True), target=0)
