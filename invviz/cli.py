@@ -202,6 +202,14 @@ def _load(args):
                       checkpoint=args.checkpoint)
 
 
+def _load_on_this_rank(args):
+    """The command's model on this rank's device under `torchrun` (the process group started), else on `--device`."""
+    from .training import distributed as ddp
+
+    ddp.setup()
+    return _load(args).to(ddp.device() if ddp.active() else _device(args.device))
+
+
 def _image(spec: str, size):
     from .data import load_image, load_photo, photo_paths
 
@@ -263,9 +271,7 @@ def _align(args) -> int:
 
     if ddp.is_main():
         check_writable(args.out, "checkpoint")
-    ddp.setup()
-    device = ddp.device() if ddp.active() else _device(args.device)
-    model = _load(args).to(device)
+    model = _load_on_this_rank(args)
     wrapper = FeatureAligned(model, args.layer, steps=args.align_steps, size=args.size, preserve=args.preserve,
                              trainable=args.trainable)
     if os.path.isdir(args.data):
@@ -354,9 +360,7 @@ def run_atlas(args) -> int:
     from .microscope import atlas
     from .training import distributed as ddp
 
-    ddp.setup()
-    device = ddp.device() if ddp.active() else _device(args.device)
-    model = _load(args).to(device)
+    model = _load_on_this_rank(args)
     result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
                    units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
                    lr=args.lr, lr_schedule=args.lr_schedule, transforms=args.transforms, seed=args.seed,
@@ -401,9 +405,7 @@ def run_concepts(args) -> int:
                                    f" {', '.join(photo_paths())})")
     if ddp.is_main():
         check_writable(os.path.join(args.out, "concepts.pt"), "concepts")
-    ddp.setup()
-    device = ddp.device() if ddp.active() else _device(args.device)
-    model = _load(args).to(device)
+    model = _load_on_this_rank(args)
     result = concepts(model, args.layer, args.data, args.k, method=args.method, size=args.size,
                       positions=args.positions, top_n=args.top_n, seed=args.seed, progress=not args.no_progress)
     site = atlas(model, args.layer, args.out, units={args.layer: []}, concepts=result, steps=args.steps,

@@ -43,6 +43,17 @@ METHODS = ("nmf", "sae", "pca")
 FORMAT = "invviz-concepts-1"
 
 
+def _top_k(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """The `k` largest of each row of `pre (N, m)` kept, the rest zero."""
+    top = pre.topk(min(k, pre.shape[1]), dim=1)
+    return torch.zeros_like(pre).scatter(1, top.indices, top.values)
+
+
+def _r2(x: torch.Tensor, rec: torch.Tensor, mean: torch.Tensor) -> float:
+    """The fraction of the variance of `x (N, C)` about `mean` that `rec` reconstructs."""
+    return float(1 - (x - rec).pow(2).sum() / (x - mean).pow(2).sum().clamp(min=1e-300))
+
+
 class TopKSAE(nn.Module):
     """A TopK sparse autoencoder (Gao et al. 2024): `z = TopK(ReLU(W_enc (x - b_dec) + b_enc))`, `x_hat = z D +
     b_dec`, with the dictionary's rows `D (k, C)` kept at unit norm (the codes carry the scale)."""
@@ -61,9 +72,7 @@ class TopKSAE(nn.Module):
         return self.dictionary / self.dictionary.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        pre = torch.relu((x - self.b_dec) @ self.w_enc + self.b_enc)
-        top = pre.topk(min(self.top_k, pre.shape[1]), dim=1)
-        return torch.zeros_like(pre).scatter(1, top.indices, top.values)
+        return _top_k(torch.relu((x - self.b_dec) @ self.w_enc + self.b_enc), self.top_k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x) @ self.directions() + self.b_dec
@@ -150,19 +159,17 @@ class Concepts:
         sample, _ = _collect(probe, self.layer, data, int(self.settings["size"]), positions=positions,
                              max_vectors=max_vectors, held_out=0.0, seed=int(self.settings["seed"]), batch=batch)
         x = sample["x"]
-        d, center = self.directions.double(), self.center.double()
         codes = self.encode(x).double()
-        r2 = float(1 - (x - codes @ d - center).pow(2).sum() / (x - x.mean(0)).pow(2).sum().clamp(min=1e-300))
+        r2 = _r2(x, codes @ self.directions.double() + self.center.double(), x.mean(0))
         dead = 0.0 if self.method == "pca" else float((codes.abs().amax(0) <= 0).float().mean())
         return {"r2": r2, "dead": dead, "vectors": len(x)}
 
     # -- rendering --------------------------------------------------------------------------------------------
     def render(self, model: nn.Module | Probe, *, steps: int | None = None, size: int = 128, param: str = "fft",
                importance: bool = False, seed: int = 0, progress: bool = False, **kwargs: Any):
-        """Render every concept direction in one batch with the atlas's fast recipe (the `direction` objective at
-        the layer); `param="maco", importance=True` also gives MaCo's importance maps. Keeps the images in
+        """Render every concept direction in one batch with the fast recipe (`invviz.settings.RECIPES["fast"]`, the
+        atlas's; the `direction` objective at the layer; `kwargs` go to :func:`invviz.visualize`); `param="maco", importance=True` also gives MaCo's importance maps. Keeps the images in
         `self.images` and returns the :class:`~invviz.RenderResult`."""
-        from .microscope import ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_STEPS, ATLAS_TRANSFORMS
         from .optvis.objectives import direction
         from .optvis.render import visualize
 
@@ -171,10 +178,9 @@ class Concepts:
         if width != self.directions.shape[1]:
             raise SettingError(f"these concepts have {self.directions.shape[1]} channels but {self.layer!r} of this"
                                f" model has {width}: render them with the model they were learned on")
-        opts = {"lr": ATLAS_LR, "lr_schedule": ATLAS_LR_SCHEDULE, "transforms": ATLAS_TRANSFORMS, **kwargs}
-        res = visualize(probe, None, direction(self.layer, self.directions.float()), batch=self.k,
-                        steps=ATLAS_STEPS if steps is None else steps, size=size, param=param, importance=importance,
-                        seed=seed, progress=progress, **opts)
+        res = visualize(probe, None, direction(self.layer, self.directions.float()), batch=self.k, steps=steps,
+                        size=size, param=param, importance=importance, seed=seed, progress=progress, recipe="fast",
+                        **kwargs)
         self.images = res.images
         return res
 
@@ -241,8 +247,7 @@ def _encode(method: str, directions: torch.Tensor, center: torch.Tensor, encoder
         return ((x - center.double()) @ d.T).float()
     if method == "sae":
         pre = torch.relu((x - center.double()) @ encoder["w_enc"].double() + encoder["b_enc"].double())
-        top = pre.topk(min(int(settings["top_k"]), pre.shape[1]), dim=1)
-        return torch.zeros_like(pre).scatter(1, top.indices, top.values).float()
+        return _top_k(pre, int(settings["top_k"])).float()
     from sklearn.decomposition import non_negative_factorization
 
     if x.shape[0] == 0:
@@ -378,14 +383,15 @@ def _figures(method: str, d: torch.Tensor, center: torch.Tensor, enc: dict, sett
     codes = _encode(method, d, center, enc, settings, train).double()
     energy = codes.pow(2).sum(0) * d.pow(2).sum(1)
     importance = (energy / energy.sum().clamp(min=1e-300)).float()
-    ref = held if len(held) else train
-    rec = _encode(method, d, center, enc, settings, ref).double() @ d + center
-    mean = train.mean(0)
-    r2 = float(1 - (ref - rec).pow(2).sum() / (ref - mean).pow(2).sum().clamp(min=1e-300))
+    held_codes = _encode(method, d, center, enc, settings, held).double() if len(held) else None
+    if held_codes is None:  # R^2 on the training sample when no image was held out
+        r2 = _r2(train, codes @ d + center, train.mean(0))
+    else:
+        r2 = _r2(held, held_codes @ d + center, train.mean(0))
     if method == "pca":
         dead = 0.0
     else:
-        both = torch.cat([codes, _encode(method, d, center, enc, settings, held).double()]) if len(held) else codes
+        both = codes if held_codes is None else torch.cat([codes, held_codes])
         dead = float((both.abs().amax(0) <= 1e-9 * both.abs().max().clamp(min=1e-300)).float().mean())
     return importance, r2, dead
 

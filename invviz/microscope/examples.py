@@ -13,7 +13,7 @@ from ..data.stream import ITEM, image_batches, merge_top, peak_crops
 from ..io import save_image
 from ..models.probe import Probe
 from ..training import distributed as ddp
-from .site import _safe
+from .site import _heat_rgb, _safe
 from .units import Unit
 
 
@@ -95,9 +95,7 @@ def _attribution(probe: Probe, unit: Unit, crop: torch.Tensor, out_dir: str, rel
         attr = InputXGradient(unit_mean).attribute(x.requires_grad_(True), target=0)
     heat = attr[0].abs().sum(0)
     heat = (heat / heat.max().clamp(min=1e-12)).cpu()
-    import matplotlib
-
-    rgb = (torch.from_numpy(matplotlib.colormaps["magma"](heat.numpy())[..., :3]) * 255 + 0.5).to(torch.uint8)
+    rgb = (_heat_rgb(heat) * 255 + 0.5).to(torch.uint8)
     path = rel.replace(".png", "_attribution.png")
     save_image(rgb.numpy(), os.path.join(out_dir, path))
     return path

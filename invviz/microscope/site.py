@@ -24,11 +24,16 @@ def _safe(layer: str) -> str:
     return "output" if not layer else "".join(c if c.isalnum() or c in "._-" else "_" for c in layer)
 
 
+def _heat_rgb(heat: torch.Tensor) -> torch.Tensor:
+    """A map `(H, W)` with values in [0, 1] as magma colours `(H, W, 3)` in [0, 1] (the site's heat maps)."""
+    import matplotlib
+
+    return torch.from_numpy(matplotlib.colormaps["magma"](heat.clamp(0, 1).numpy())[..., :3])
+
+
 def _concept_page(result: Any, out_dir: str) -> dict[str, Any]:
     """Write a concepts result's images (renderings, examples, their maps over the examples) and return its page:
     the same record as a layer's units, with the importance for the objective and the classes that use each."""
-    import matplotlib
-
     folder = os.path.join(_safe(result.layer), f"concepts_{result.method}_{result.k}")
     units = {}
     for j in range(result.k):
@@ -37,13 +42,13 @@ def _concept_page(result: Any, out_dir: str) -> dict[str, Any]:
         peak = float(result.heatmaps[j].max().clamp(min=1e-12))
         examples = []
         for e in range(result.examples.shape[1]):
-            crop = result.examples[j, e].permute(1, 2, 0).float() / 255
-            heat = torch.from_numpy(matplotlib.colormaps["magma"]((result.heatmaps[j, e] / peak).clamp(0, 1).numpy())
-                                    [..., :3]).float()
+            crop = result.examples[j, e].permute(1, 2, 0)
+            heat = _heat_rgb(result.heatmaps[j, e] / peak).float()
             rel = os.path.join(folder, f"concept_{j:03d}_{e}.png")
-            save_image((crop * 255 + 0.5).to(torch.uint8).numpy(), os.path.join(out_dir, rel))
+            save_image(crop.numpy(), os.path.join(out_dir, rel))
             over = os.path.join(folder, f"concept_{j:03d}_{e}_map.png")
-            save_image(((0.5 * crop + 0.5 * heat) * 255 + 0.5).to(torch.uint8).numpy(), os.path.join(out_dir, over))
+            save_image(((0.5 * crop.float() / 255 + 0.5 * heat) * 255 + 0.5).to(torch.uint8).numpy(),
+                       os.path.join(out_dir, over))
             examples.append({"image": rel, "activation": float(result.scores[j, e]), "attribution": over})
         units[str(j)] = {"image": image, "objective": float(result.importance[j]), "seed": result.settings["seed"],
                          "examples": examples, "name": f"concept {j}",

@@ -134,6 +134,8 @@ class Capture:
             capture is open (a captured layer that is also replaced reads the new output); `"name@k"` replaces the
             k-th call only. The hooks are removed on exit, also after an error. :meth:`forward` runs the model
             with the replacements and returns its own output.
+        translate_errors: the model's own complaint about an input (a wrong channel count or size) becomes an
+            :class:`ImageSizeError`; False leaves it to a caller that words it itself.
 
     Example:
         >>> import torch, torchvision
@@ -155,13 +157,14 @@ class Capture:
         strict: bool = True,
         cache: dict | None = None,
         replace: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        translate_errors: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelTypeError(f"Capture reads the layers of a torch nn.Module; got {type(model).__name__}"
                                  + (f" (load the model first: invviz.load_model({model!r}))" if isinstance(model, str)
                                     else ""))
         self.model = model
-        self.translate_errors = True  # a model's own complaint about the input, as an ImageSizeError (see run)
+        self.translate_errors = translate_errors  # a model's own complaint about the input, as an ImageSizeError
         self._cache = cache  # {input shape: (layouts, calls)} shared by captures of one model (see Probe)
         self._probed_hw: tuple[int, ...] | None = None
         self.specs = list(dict.fromkeys(layers))

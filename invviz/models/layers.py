@@ -66,8 +66,8 @@ def list_layers(model: nn.Module | Probe, *, size: int | Sequence[int] | None = 
     names = [n for n, _ in model.named_modules() if n]
     order: dict[str, int] = {}
     x = default_input(model, 1, size)
-    capture = Capture(model, names, clone=False, stop_early=False, strict=False, layouts=layouts)
-    capture.translate_errors = False  # worded below, with the native size
+    capture = Capture(model, names, clone=False, stop_early=False, strict=False, layouts=layouts,
+                      translate_errors=False)  # worded below, with the native size
     with frozen_eval(model), torch.no_grad(), capture as cap:
         try:
             raw = cap.run(x, raw=True)

@@ -197,10 +197,10 @@ class Probe:
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(frozen_eval(self.model, freeze=self.freeze, eval_mode=self.eval_mode))
-            cap = Capture(self.model, self.layers, layouts=self.layout_overrides, cache=self._layout_cache,
-                          clone=self._clone)
-            cap.translate_errors = False  # the probe words these itself, with the size the model takes
-            self._cap = stack.enter_context(cap)
+            # the probe words the model's complaints itself, with the size the model takes
+            self._cap = stack.enter_context(Capture(self.model, self.layers, layouts=self.layout_overrides,
+                                                    cache=self._layout_cache, clone=self._clone,
+                                                    translate_errors=False))
         except BaseException:
             stack.close()
             raise

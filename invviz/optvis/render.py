@@ -280,15 +280,15 @@ def render(
     )
 
 
-def batch_that_fits(per_image: float, fixed: float, free: float, margin: float = 0.9) -> int:
-    """The largest batch whose memory `fixed + batch * per_image` (bytes) stays within `margin` of `free`."""
-    return max(0, int((margin * free - fixed) // max(per_image, 1.0)))
+def batch_that_fits(per_image: float, free: float, margin: float = 0.9) -> int:
+    """The largest batch whose memory `batch * per_image` (bytes) stays within `margin` of `free`."""
+    return max(0, int(margin * free // max(per_image, 1.0)))
 
 
 def _check_fits(probe: Probe, param: ImageParam, tf: Transform, rng) -> None:
     """Before the first step on CUDA: one forward and backward of the first image alone (the parameterization's
-    batch element 0, transformed, through the probe) measures the memory one image of the render needs; a batch that would not fit in
-    the device's free memory is a :class:`DeviceMemoryError` that names the batch that would."""
+    batch element 0, transformed, through the probe) measures the memory one image of the render needs; a batch
+    that would not fit in the device's free memory is a :class:`DeviceMemoryError` that names the batch that would."""
     device = probe.device
     free, _ = torch.cuda.mem_get_info(device)
     torch.cuda.synchronize(device)
@@ -306,7 +306,7 @@ def _check_fits(probe: Probe, param: ImageParam, tf: Transform, rng) -> None:
     per_image = torch.cuda.max_memory_allocated(device) - before
     del feats, image
     torch.cuda.empty_cache()
-    fits = batch_that_fits(per_image, 0.0, free)
+    fits = batch_that_fits(per_image, free)
     if param.batch > fits:
         raise DeviceMemoryError(
             f"a render of {param.batch} images needs about {param.batch * per_image / 2 ** 30:.2f} GiB on {device}"

@@ -187,7 +187,7 @@ def test_a_render_that_would_not_fit_on_the_gpu_says_which_batch_would(resnet18,
     from invviz.optvis import make_param, make_transforms
     from invviz.optvis.render import _check_fits, batch_that_fits
 
-    assert batch_that_fits(30e6, 0.0, 100e6) == 3 and batch_that_fits(30e6, 0.0, 10e6) == 0
+    assert batch_that_fits(30e6, 100e6) == 3 and batch_that_fits(30e6, 10e6) == 0
     for name, fn in {"mem_get_info": lambda d=None: (100e6, 200e6), "synchronize": lambda d=None: None,
                      "reset_peak_memory_stats": lambda d=None: None, "empty_cache": lambda: None,
                      "memory_allocated": lambda d=None: 0, "max_memory_allocated": lambda d=None: 30e6}.items():
