@@ -1,6 +1,6 @@
 """Model loading, preprocessing, layer listing, the capture primitive, and the one probe every method uses."""
 
-from .capture import Capture, LayerLayout, forward_events, resolve_layer
+from .capture import Capture, FromInput, LayerLayout, forward_events, resolve_layer
 from .layers import LayerInfo, LayerTable, list_layers
 from .loading import (
     IMAGENET_MEAN,
@@ -17,7 +17,7 @@ from .probe import Probe, as_probe, check_images, check_model, features, image_s
 from .state import frozen_eval
 
 __all__ = [
-    "Capture", "LayerLayout", "forward_events", "resolve_layer", "LayerInfo", "LayerTable", "list_layers", "IMAGENET_MEAN",
+    "Capture", "FromInput", "LayerLayout", "forward_events", "resolve_layer", "LayerInfo", "LayerTable", "list_layers", "IMAGENET_MEAN",
     "IMAGENET_STD", "Normalize", "Preprocessing", "default_input", "load_checkpoint", "load_model",
     "model_device", "preprocessing_of", "Probe", "as_probe", "check_images", "check_model", "features", "image_size",
     "model_dtype", "resolve_preprocessing", "frozen_eval",

@@ -1,4 +1,5 @@
-"""Activations swapped for the length of a block, through forward hooks that are removed on exit.
+"""Activations swapped for the length of a block, through the one capture (:class:`~invviz.models.Capture` with
+:class:`~invviz.models.capture.FromInput` replacements, removed on exit).
 
 Two uses, both by feature alignment, which differentiates through gradients:
 
@@ -11,7 +12,6 @@ Two uses, both by feature alignment, which differentiates through gradients:
 
 Both set in-place activations out of place meanwhile and restore the flags on exit.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
+
+from .capture import Capture, FromInput
 
 
 class LeakyGradClamp(torch.autograd.Function):
@@ -48,36 +50,21 @@ def _hardswish(x: torch.Tensor) -> torch.Tensor:
     return x * _hardsigmoid(x)
 
 
-def relu_like(model: nn.Module) -> Iterator[tuple[nn.Module, float]]:
-    """Every `nn.ReLU` (upper bound inf) and `nn.ReLU6` (6) of `model`."""
-    for m in model.modules():
+def relu_like(model: nn.Module) -> Iterator[tuple[str, float]]:
+    """The name of every `nn.ReLU` (upper bound inf) and `nn.ReLU6` (6) of `model`, each module once."""
+    for name, m in model.named_modules():
         if type(m) is nn.ReLU:
-            yield m, float("inf")
+            yield name, float("inf")
         elif type(m) is nn.ReLU6:
-            yield m, 6.0
+            yield name, 6.0
 
 
 @contextlib.contextmanager
-def swap_outputs(modules: list[tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]]]) -> Iterator[int]:
-    """Each module's output replaced by `fn(its input)` while the block runs (an `fn` that returns None keeps the
-    output), through forward hooks run first; in-place modules compute out of place meanwhile. Yields how many."""
-    handles, inplace = [], []
-    try:
-        for m, fn in modules:
-            if hasattr(m, "inplace"):
-                inplace.append((m, m.inplace))
-                m.inplace = False
-
-            def hook(module, args, output, fn=fn):
-                return fn(args[0]) if isinstance(args[0], torch.Tensor) else None
-
-            handles.append(m.register_forward_hook(hook, prepend=True))
-        yield len(handles)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, flag in inplace:
-            m.inplace = flag
+def swapped(model: nn.Module, fns: dict[str, Callable[[torch.Tensor], torch.Tensor | None]]) -> Iterator[int]:
+    """Each named layer's output replaced by `fn(its input)` while the block runs (an `fn` that returns None keeps the
+    output): one :class:`Capture` with :class:`FromInput` replacements. Yields how many layers."""
+    with Capture(model, [], replace={name: FromInput(fn) for name, fn in fns.items()}):
+        yield len(fns)
 
 
 @contextlib.contextmanager
@@ -87,8 +74,8 @@ def leaky_gradients(model: nn.Module, slope: float) -> Iterator[int]:
     if slope == 0:
         yield 0
         return
-    mods = [(m, lambda x, hi=hi: LeakyGradClamp.apply(x, 0.0, hi, slope)) for m, hi in relu_like(model)]
-    with swap_outputs(mods) as n:
+    fns = {name: (lambda x, hi=hi: LeakyGradClamp.apply(x, 0.0, hi, slope)) for name, hi in relu_like(model)}
+    with swapped(model, fns) as n:
         yield n
 
 
@@ -97,9 +84,8 @@ def double_differentiable(model: nn.Module) -> Iterator[int]:
     """Every `nn.Hardsigmoid` / `nn.Hardswish` of `model` computed with ops that have a double backward (same
     values). Yields the number swapped."""
     fns = {nn.Hardsigmoid: _hardsigmoid, nn.Hardswish: _hardswish}
-    mods = [(m, fns[type(m)]) for m in model.modules() if type(m) in fns]
-    with swap_outputs(mods) as n:
+    with swapped(model, {name: fns[type(m)] for name, m in model.named_modules() if type(m) in fns}) as n:
         yield n
 
 
-__all__ = ["LeakyGradClamp", "leaky_gradients", "double_differentiable", "relu_like", "swap_outputs"]
+__all__ = ["LeakyGradClamp", "leaky_gradients", "double_differentiable", "relu_like", "swapped"]

@@ -99,6 +99,16 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
+@dataclasses.dataclass(frozen=True)
+class FromInput:
+    """A replacement computed from a layer's input rather than its output: `replace={"layer1.0.relu":
+    FromInput(fn)}` makes the layer's output `fn(input)` (an `fn` that returns None keeps the output). A module
+    with an `inplace` flag computes out of place while the capture is open (its input would be overwritten
+    otherwise); the flag is restored on exit."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor | None]
+
+
 def forward_events(model: nn.Module, x: torch.Tensor | tuple[Any, ...]) -> list[tuple[str, str]]:
     """The order modules run in: `("start" | "end", name)` for every module call of one forward of `x` (without
     gradients; the hooks are removed after, also on error)."""
@@ -132,7 +142,7 @@ class Capture:
             are kept there, and a later capture skips the probing forward for that shape.
         replace: write into the forward: `{layer: fn}` replaces the layer's output by `fn(output)` while the
             capture is open (a captured layer that is also replaced reads the new output); `"name@k"` replaces the
-            k-th call only. The hooks are removed on exit, also after an error. :meth:`forward` runs the model
+            k-th call only; a :class:`FromInput` value computes the new output from the layer's input. The hooks are removed on exit, also after an error. :meth:`forward` runs the model
             with the replacements and returns its own output.
         translate_errors: the model's own complaint about an input (a wrong channel count or size) becomes an
             :class:`ImageSizeError`; False leaves it to a caller that words it itself.
@@ -156,7 +166,7 @@ class Capture:
         layouts: Mapping[str, Layout] | None = None,
         strict: bool = True,
         cache: dict | None = None,
-        replace: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+        replace: Mapping[str, Callable[[torch.Tensor], torch.Tensor] | FromInput] | None = None,
         translate_errors: bool = True,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -181,12 +191,13 @@ class Capture:
                                f" {type(replace).__name__}")
         self._replace: dict[str, tuple[nn.Module, int | None, Callable]] = {}
         for spec, fn in (replace or {}).items():
-            if not callable(fn):
+            if not callable(fn.fn if isinstance(fn, FromInput) else fn):
                 raise SettingError(f"replace[{spec!r}] must be a function of the layer's output; got"
                                    f" {type(fn).__name__}")
             name, call = _parse(spec)
             self._replace[spec] = (resolve_layer(model, name), call, fn)
         self._restart: list[Callable[[], None]] = []
+        self._inplace: list[tuple[nn.Module, bool]] = []  # in-place flags turned off for FromInput, restored on exit
         self._input_hw: tuple[int, ...] | None = None
         self._handles: list[Any] = []
         self._probed = False
@@ -209,6 +220,9 @@ class Capture:
                 module = self._targets[spec_list[0]][0]
                 self._handles.append(module.register_forward_hook(self._make_hook(spec_list)))
             for module, call, fn in self._replace.values():
+                if isinstance(fn, FromInput) and isinstance(getattr(module, "inplace", None), bool):
+                    self._inplace.append((module, module.inplace))
+                    module.inplace = False
                 self._handles.append(module.register_forward_hook(self._replacing(call, fn), prepend=True))
         except BaseException:
             self.close()
@@ -219,15 +233,18 @@ class Capture:
         self.close()
 
     def close(self) -> None:
-        """Remove every hook this capture registered."""
+        """Remove every hook this capture registered and restore the in-place flags it turned off."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for module, flag in reversed(self._inplace):
+            module.inplace = flag
+        self._inplace.clear()
         self._restart.clear()
 
     def _replacing(self, call: int | None, fn: Callable):
-        """A hook that returns `fn(output)` for the chosen call of its module (every call when none is chosen);
-        its call count starts again at every run."""
+        """A hook that returns `fn(output)` (or `fn.fn(input)` for a :class:`FromInput`) for the chosen call of its
+        module (every call when none is chosen); its call count starts again at every run."""
         seen = [0]
 
         def hook(mod: nn.Module, args: Any, output: Any) -> Any:
@@ -235,6 +252,9 @@ class Capture:
             seen[0] = n + 1
             if call is not None and n != call:
                 return None
+            if isinstance(fn, FromInput):
+                x = args[0] if args else None
+                return fn.fn(x) if isinstance(x, torch.Tensor) else None
             if not isinstance(output, torch.Tensor):
                 raise LayoutError(f"replace: {type(mod).__name__} returns {type(output).__name__}, not a tensor;"
                                   " replace a layer whose output is one tensor")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..models.activations import relu_like, swap_outputs
+from ..models.activations import relu_like, swapped
 
 
 def _pick(relu_grad: torch.Tensor, redirected: torch.Tensor) -> torch.Tensor:
@@ -70,19 +70,19 @@ class _Redirect:
 def redirect_relus(model: nn.Module, *, active: bool = True) -> Iterator[_Redirect]:
     """Hook every `nn.ReLU` / `nn.ReLU6` module of `model` so that, while `.enabled`, its output carries the
     redirected gradient; in-place ReLUs compute out of place meanwhile. Hooks and in-place flags are restored on
-    exit (:func:`invviz.models.activations.swap_outputs`). With `active=False` nothing is hooked."""
+    exit (:func:`invviz.models.activations.swapped`, one :class:`~invviz.models.Capture`). With `active=False` nothing is hooked."""
     switch = _Redirect()
-    mods = []
+    fns = {}
     if active:
-        for m, hi in relu_like(model):
+        for name, hi in relu_like(model):
             fn = RedirectedReLU if hi == float("inf") else RedirectedReLU6
 
             def redirect(x: torch.Tensor, fn=fn) -> torch.Tensor | None:
                 return fn.apply(x) if switch.enabled and x.requires_grad else None
 
-            mods.append((m, redirect))
-            switch.modules.append(m)
-    with swap_outputs(mods):
+            fns[name] = redirect
+            switch.modules.append(model.get_submodule(name))
+    with swapped(model, fns):
         yield switch
 
 

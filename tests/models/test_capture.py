@@ -161,3 +161,24 @@ def test_forward_events_list_the_modules_in_the_order_they_run(resnet18):
     starts = [name for kind, name in events if kind == "start"]
     assert starts[:3] == ["", "conv1", "bn1"] and starts.index("layer1") < starts.index("layer4") < starts.index("fc")
     assert ("end", "layer3") in events and hooks_on(resnet18) == 0
+
+
+def test_replace_from_input_computes_out_of_place_and_restores_the_flag():
+    """A FromInput replacement sees the layer's input (an in-place ReLU would have overwritten it), None keeps the
+    output, and the in-place flag and hooks are the model's own again on exit, also after an error."""
+    from invviz.models import FromInput
+
+    relu = nn.ReLU(inplace=True)
+    net = nn.Sequential(nn.Linear(4, 4), relu)
+    x = torch.randn(8, 4)
+    pre = net[0](x).detach()
+    with torch.no_grad(), Capture(net, [], replace={"1": FromInput(lambda t: t * 2)}) as cap:
+        assert relu.inplace is False
+        doubled = cap.forward(x)
+    assert torch.allclose(doubled, pre * 2) and relu.inplace is True and hooks_on(net) == 0
+    with torch.no_grad(), Capture(net, [], replace={"1": FromInput(lambda t: None)}) as cap:
+        kept = cap.forward(x)
+    assert torch.equal(kept, pre.clamp(min=0))
+    with pytest.raises(ZeroDivisionError), Capture(net, [], replace={"1": FromInput(lambda t: 1 / 0)}) as cap:
+        cap.forward(x)
+    assert relu.inplace is True and hooks_on(net) == 0
