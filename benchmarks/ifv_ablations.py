@@ -26,7 +26,7 @@ from torch import nn
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
-from invviz.ifv import angle_deg, realize, recover_objective, sample_targets
+from invviz.ifv import IFVObjective, angle_deg, realize, recover_objective, sample_targets
 from invviz.models import Capture, preprocessing_of
 from invviz.optvis import FFTImage, PixelImage
 
@@ -62,7 +62,8 @@ PARAMS = {
 
 def cell(net: nn.Module, targets: torch.Tensor, *, p: float, agg: str, param: str, args) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
-    r = realize(net, "features", targets, cossim_pow=p, aggregation=agg, size=args.size,
+    form = IFVObjective(cossim_pow=p, aggregation=agg)
+    r = realize(net, "features", targets, form=form, size=args.size,
                 param=PARAMS[param](args.size, len(targets), gen), adam_steps=args.adam, lbfgs_steps=args.lbfgs,
                 seed=args.seed)
     pred, resp, c0, secs = [], [], [], 0.0
@@ -70,8 +71,7 @@ def cell(net: nn.Module, targets: torch.Tensor, *, p: float, agg: str, param: st
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # far-from-optimum warnings are reported as the gradient norm instead
-            rec = recover_objective(net, "features", r.element(i), cossim_pow=p, aggregation=agg, target=targets[i],
-                                    points=1)
+            rec = recover_objective(net, "features", r.element(i), form=form, target=targets[i], points=1)
         secs += time.perf_counter() - t0
         pred.append(angle_deg(rec.direction, targets[i]))
         resp.append(angle_deg(rec.response, targets[i]))

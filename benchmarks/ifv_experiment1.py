@@ -22,7 +22,7 @@ from _common import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
-from invviz.ifv import angle_deg, realize, recover_objective, reoptimize, sample_targets
+from invviz.ifv import IFVObjective, angle_deg, realize, recover_objective, reoptimize, sample_targets
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     os.makedirs(args.work, exist_ok=True)
     torch.manual_seed(args.seed)
     model = load_model(args.model).to(args.device)
-    agg = "maxpool_mean"
+    form = IFVObjective(cossim_pow=args.cossim_pow, aggregation="maxpool_mean")
 
     # targets: sampled with uniform Hoyer sparseness, plus evenly spread canonical vectors
     with torch.no_grad():
@@ -94,9 +94,8 @@ def main() -> None:
             batch_targets = targets[start:start + args.batch]
             fewer = previous_lbfgs(args.work, args.size, args.adam, args.lbfgs, start)
             if fewer is None:
-                r = realize(model, args.layer, batch_targets, cossim_pow=args.cossim_pow, aggregation=agg,
-                            size=args.size, adam_steps=args.adam, lbfgs_steps=args.lbfgs, seed=args.seed + start,
-                            progress=True)
+                r = realize(model, args.layer, batch_targets, form=form, size=args.size, adam_steps=args.adam,
+                            lbfgs_steps=args.lbfgs, seed=args.seed + start, progress=True)
                 grad_after_adam, seconds, continued = r.grad_norm_adam, r.seconds, []
             else:  # continue the cached realization with fewer L-BFGS steps (fresh curvature history)
                 done, cached = fewer
@@ -104,8 +103,8 @@ def main() -> None:
                 p = invviz.optvis.PixelImage(args.size, len(batch_targets)).to(args.device)
                 with torch.no_grad():
                     p.pixels.copy_(cached["params"])
-                r = realize(model, args.layer, batch_targets, cossim_pow=args.cossim_pow, aggregation=agg,
-                            param=p, adam_steps=0, lbfgs_steps=args.lbfgs - done, progress=True)
+                r = realize(model, args.layer, batch_targets, form=form, param=p, adam_steps=0,
+                            lbfgs_steps=args.lbfgs - done, progress=True)
                 grad_after_adam, seconds = cached["grad_adam"], cached["seconds"] + r.seconds
                 continued = cached_steps(cached) + [done]
                 print(f"continued {done} -> {args.lbfgs} L-BFGS steps: median gradient norm"
@@ -139,12 +138,10 @@ def main() -> None:
         rec = {"plain": [], "multi": [], "response": [], "coeffs": [], "sigma": [], "t_plain": 0.0, "t_multi": 0.0}
         for i in range(len(targets)):
             t0 = time.perf_counter()
-            plain = recover_objective(model, args.layer, element(i), cossim_pow=args.cossim_pow, aggregation=agg,
-                                      target=targets[i], points=1)
+            plain = recover_objective(model, args.layer, element(i), form=form, target=targets[i], points=1)
             t1 = time.perf_counter()
             if i % args.multi_stride == 0:
-                multi = recover_objective(model, args.layer, element(i), cossim_pow=args.cossim_pow,
-                                          aggregation=agg, points=args.points, radius=args.radius,
+                multi = recover_objective(model, args.layer, element(i), form=form, points=args.points, radius=args.radius,
                                           antithetic=args.offsets == "antithetic", seed=i)
             else:
                 multi = plain  # not computed for this sample; excluded from the multi-point statistics
@@ -194,8 +191,7 @@ def main() -> None:
             batch = invviz.optvis.PixelImage(args.size, len(idx)).to(args.device)
             with torch.no_grad():
                 batch.pixels.copy_(params[idx])
-            s, _ = reoptimize(model, args.layer, batch, dirs[start:start + len(idx)], steps=args.reopt,
-                              cossim_pow=args.cossim_pow, aggregation=agg)
+            s, _ = reoptimize(model, args.layer, batch, dirs[start:start + len(idx)], form=form, steps=args.reopt)
             vals.append(s)
         ssims[name] = torch.cat(vals)
         torch.save(ssims[name], one)

@@ -24,7 +24,15 @@ from torch import nn
 
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz.data import fashion_mnist
-from invviz.ifv import angle_deg, critical_spaces, principal_angles, realize, recover_objective, sample_targets
+from invviz.ifv import (
+    IFVObjective,
+    angle_deg,
+    critical_spaces,
+    principal_angles,
+    realize,
+    recover_objective,
+    sample_targets,
+)
 
 
 def train(epochs: int, seed: int) -> tuple[FashionNet, float]:
@@ -81,12 +89,11 @@ def main() -> None:
     gen = torch.Generator().manual_seed(args.seed)
     targets, _ = sample_targets(11, args.samples, canonical=False, rng=gen)
     t0 = time.perf_counter()
-    real = realize(net, "fc", targets, cossim_pow=1.0, aggregation="mean", size=28, adam_steps=args.adam,
-                   lbfgs_steps=args.lbfgs, seed=args.seed)
+    form = IFVObjective(cossim_pow=1.0, aggregation="mean")
+    real = realize(net, "fc", targets, form=form, size=28, adam_steps=args.adam, lbfgs_steps=args.lbfgs, seed=args.seed)
     t_real = time.perf_counter() - t0
     t0 = time.perf_counter()
-    recs = [recover_objective(net, "fc", real.element(i), cossim_pow=1.0, aggregation="mean", points=1)
-            for i in range(len(targets))]
+    recs = [recover_objective(net, "fc", real.element(i), form=form, points=1) for i in range(len(targets))]
     t_rec = (time.perf_counter() - t0) / len(targets)
     t0 = time.perf_counter()
     spaces = critical_spaces(recs)
@@ -105,8 +112,7 @@ def main() -> None:
         goal = proj @ t
         free.append(angle_deg(recs[i].direction, goal))
         response.append(angle_deg(recs[i].response, goal))
-        r = recover_objective(net, "fc", real.element(i), cossim_pow=1.0, aggregation="mean", points=1,
-                              critical_space=chosen.basis)
+        r = recover_objective(net, "fc", real.element(i), form=form, points=1, critical_space=chosen.basis)
         restricted.append(angle_deg(r.direction, goal))
     summary = {
         "command": "python benchmarks/ifv_experiment2.py " + " ".join(

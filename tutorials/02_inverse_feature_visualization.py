@@ -29,8 +29,8 @@
 import invviz
 import torch
 import matplotlib.pyplot as plt
-from invviz.ifv import (realize, recover_objective, reoptimize, angle_deg, sample_targets, critical_spaces,
-                        principal_angles, solve)
+from invviz.ifv import (IFVObjective, realize, recover_objective, reoptimize, angle_deg, sample_targets,
+                        critical_spaces, principal_angles, solve)
 from invviz.ifv.plots import coefficient_bars, scatter_with_margins
 from _common import DEVICE, SMALL, pick
 
@@ -92,8 +92,9 @@ with torch.no_grad():
     net[-1].weight[:10] -= net[-1].weight[:10].mean(0); net[-1].bias[:10] -= net[-1].bias[:10].mean()
 planted = torch.zeros(11, 2); planted[10, 0] = 1; planted[:10, 1] = 10 ** -0.5
 t2, _ = sample_targets(11, 4 if SMALL else 24, canonical=False, rng=torch.Generator().manual_seed(1))
-real2 = realize(net, "6", t2, aggregation="mean", size=28, adam_steps=ADAM, lbfgs_steps=LBFGS)
-recs = [recover_objective(net, "6", real2.element(i), aggregation="mean", points=1) for i in range(len(t2))]
+mean = IFVObjective(aggregation="mean")  # the objective's form: the spatial mean, cosine power 1
+real2 = realize(net, "6", t2, form=mean, size=28, adam_steps=ADAM, lbfgs_steps=LBFGS)
+recs = [recover_objective(net, "6", real2.element(i), form=mean, points=1) for i in range(len(t2))]
 spaces = critical_spaces(recs)
 print([(f"{s.eps_low:.2g}-{s.eps_high:.2g}", s.dim) for s in spaces])
 crit = spaces[0]
@@ -102,8 +103,7 @@ print("largest angle between the found co-kernel and the planted directions:", f
 proj = torch.eye(11) - planted @ planted.T
 for i in range(len(t2)):
     free = recs[i].direction
-    inside = recover_objective(net, "6", real2.element(i), aggregation="mean", critical_space=crit.basis,
-                               points=1).direction
+    inside = recover_objective(net, "6", real2.element(i), form=mean, critical_space=crit.basis, points=1).direction
     print(f"target {i}: unrestricted {angle_deg(free, proj @ t2[i]):.1f} deg, in the critical space"
           f" {angle_deg(inside, proj @ t2[i]):.1f} deg")
 
@@ -115,8 +115,9 @@ for i in range(len(t2)):
 # %%
 t3 = targets[:1]
 for agg in ["maxpool_mean", "mean", "pick"]:
-    r3 = realize(model, "blocks.4", t3, cossim_pow=0.0, aggregation=agg, size=SIZE, adam_steps=ADAM, lbfgs_steps=LBFGS)
-    rec = recover_objective(model, "blocks.4", r3.element(0), cossim_pow=0.0, aggregation=agg, points=POINTS)
+    linear = IFVObjective(cossim_pow=0.0, aggregation=agg)
+    r3 = realize(model, "blocks.4", t3, form=linear, size=SIZE, adam_steps=ADAM, lbfgs_steps=LBFGS)
+    rec = recover_objective(model, "blocks.4", r3.element(0), form=linear, points=POINTS)
     print(f"p=0 {agg:13s}: {angle_deg(rec.direction, t3[0]):.1f} deg (response {angle_deg(rec.response, t3[0]):.1f})")
 for param in ["pixel", "fft"]:
     r4 = realize(model, "blocks.4", t3, param=param, size=SIZE, adam_steps=ADAM, lbfgs_steps=LBFGS)

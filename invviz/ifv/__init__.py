@@ -9,14 +9,14 @@ intervals over eps), re-optimization SSIM, and `match` across networks.
 from .critical import CriticalSpace, critical_space, critical_spaces
 from .jacobian import free_variables, jacobian, pixel_realization, response_fn
 from .match import Match, match
-from .objective import AggregatedDirection, Aggregation, aggregate, aggregated_direction
+from .objective import AggregatedDirection, Aggregation, IFVObjective, aggregate, aggregate_as, aggregated_direction
 from .realize import Realization, objective_gradient, realize, reoptimize
 from .recover import RecoveredObjective, angle_deg, cosine_matrix, recover_objective, solve, trust_warnings
 from .sampling import hoyer_sparseness, project_nonneg, sample_targets
 from .subspace import Subspace, co_kernel, complement, merge, merge_all, orthonormalize, principal_angles, slerp
 
 __all__ = [
-    "AggregatedDirection", "Aggregation", "aggregate", "aggregated_direction", "free_variables", "jacobian",
+    "AggregatedDirection", "Aggregation", "IFVObjective", "aggregate", "aggregate_as", "aggregated_direction", "free_variables", "jacobian",
     "pixel_realization", "response_fn", "RecoveredObjective", "angle_deg", "cosine_matrix", "recover_objective",
     "solve", "trust_warnings", "hoyer_sparseness", "project_nonneg", "sample_targets", "Subspace", "co_kernel",
     "complement", "merge", "merge_all", "orthonormalize", "principal_angles", "slerp", "CriticalSpace",

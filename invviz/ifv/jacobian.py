@@ -9,15 +9,17 @@ import torch
 from ..errors import ImageSizeError, ObjectiveError
 from ..models.probe import Probe, check_images
 from ..optvis.param import ImageParam, PixelImage
-from .objective import Aggregation, aggregate
+from .objective import IFVObjective, aggregate_as, ifv_objective
 
 
-def response_fn(probe: Probe, layer: str, aggregation: Aggregation = "maxpool_mean",
-                position: tuple[int, int] | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`images (B, C, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Probe` of `layer`."""
+def response_fn(probe: Probe, layer: str, form: IFVObjective = IFVObjective()
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`images (B, C, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Probe` of `layer`, aggregated as
+    `form` says."""
+    form = ifv_objective(form)
 
     def fn(images: torch.Tensor) -> torch.Tensor:
-        return aggregate(probe(images)[layer], aggregation, position=position)
+        return aggregate_as(probe(images)[layer], form)
 
     return fn
 

@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ObjectiveError
 from ..models.probe import Probe, as_probe
 from .jacobian import pixel_realization
-from .objective import Aggregation
+from .objective import IFVObjective, ifv_objective
 from .realize import realize, reoptimize
 from .recover import MIN_RESPONSE_COSINE, recover_objective
 from .sampling import hoyer_sparseness
@@ -72,15 +72,15 @@ def _non_trivial(rec) -> tuple[torch.Tensor, int]:
 
 
 def match(model_a: nn.Module | Probe, layer_a: str, objective: int | torch.Tensor, model_b: nn.Module | Probe,
-          layer_b: str, *, cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean",
-          position: tuple[int, int] | None = None, size: int = 128,
+          layer_b: str, *, form: IFVObjective = IFVObjective(), size: int = 128,
           adam_steps: int = 400, lbfgs_steps: int = 100, reopt_steps: int = 200, top: int = 5, seed: int = 0,
           points: int = 9) -> Match:
     """Visualize `objective` (a channel index or a direction `(k_a,)`) in A, then recover B's direction for it.
 
-    `cossim_pow`, `aggregation` and `position` (for `aggregation="pick"`) are the direction objective's, in both
-    models. Either model may be a :class:`~invviz.Probe` (its preprocessing and layouts)."""
+    `form` is the direction objective's cosine power, aggregation and position (:class:`~invviz.ifv.IFVObjective`),
+    in both models. Either model may be a :class:`~invviz.Probe` (its preprocessing and layouts)."""
     model_a, model_b = as_probe(model_a), as_probe(model_b)
+    form = ifv_objective(form)
     if isinstance(objective, int):
         k_a = model_a.reading([layer_a]).channels(layer_a, size)
         if not 0 <= objective < k_a:
@@ -89,16 +89,14 @@ def match(model_a: nn.Module | Probe, layer_a: str, objective: int | torch.Tenso
         target[objective] = 1.0
     else:
         target = torch.as_tensor(objective, dtype=torch.float32).flatten()
-    real = realize(model_a, layer_a, target, cossim_pow=cossim_pow, aggregation=aggregation, position=position,
-                   size=size,
-                   adam_steps=adam_steps, lbfgs_steps=lbfgs_steps, seed=seed)
+    real = realize(model_a, layer_a, target, form=form, size=size, adam_steps=adam_steps, lbfgs_steps=lbfgs_steps,
+                   seed=seed)
     param = real.element(0)
     image = param().detach()
     pixels = pixel_realization(image)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an A-optimum is rarely an exact B-optimum; the checks are reported instead
-        rec = recover_objective(model_b, layer_b, pixels, cossim_pow=cossim_pow, aggregation=aggregation,
-                                position=position, points=points, seed=seed)
+        rec = recover_objective(model_b, layer_b, pixels, form=form, points=points, seed=seed)
     d, excluded = _non_trivial(rec)
     trivial = excluded > 0  # the unrestricted prediction (the smallest singular value) was one of them
     v = rec.response.double()
@@ -111,8 +109,7 @@ def match(model_a: nn.Module | Probe, layer_a: str, objective: int | torch.Tenso
     if cos < MIN_RESPONSE_COSINE:
         notes.append(f"the matched direction barely responds to the image in B (cosine {cos:.3g}); B has no unit that"
                      " responds to A's pattern")
-    ssim, _ = reoptimize(model_b, layer_b, pixels, d[None], steps=reopt_steps, cossim_pow=cossim_pow,
-                         aggregation=aggregation, position=position)
+    ssim, _ = reoptimize(model_b, layer_b, pixels, d[None], steps=reopt_steps, form=form)
     order = d.abs().argsort(descending=True)[:top]
     if notes:
         warnings.warn("ifv.match: " + "; ".join(notes), stacklevel=2)

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from ..errors import ObjectiveError
 from ..optvis.objectives import Direction, Features, _features, _per_element, dot_cossim
+from ..settings import AGGREGATIONS, IFVObjective, ifv_objective
 
 Aggregation = Literal["maxpool_mean", "mean", "pick"]
-AGGREGATIONS = ("maxpool_mean", "mean", "pick")
 AGG_POOL_KERNEL, AGG_POOL_STRIDE = 3, 1  # the max-pool before the mean: 3x3, stride 1, no padding
 
 
@@ -40,33 +40,34 @@ def aggregate(feats: torch.Tensor, method: Aggregation = "maxpool_mean", *, posi
     raise ObjectiveError(f"unknown aggregation {method!r}; use one of {AGGREGATIONS}")
 
 
+def aggregate_as(feats: torch.Tensor, form: IFVObjective) -> torch.Tensor:
+    """:func:`aggregate` with the aggregation and position of `form`."""
+    return aggregate(feats, form.aggregation, position=form.position)  # type: ignore[arg-type]
+
+
 class AggregatedDirection(Direction):
-    """`<v, d> * cos(v, d) ** cossim_pow` on the aggregated response `v (B, C)` (no 0.1 floor; the plain dot
+    """`<v, d> * cos(v, d) ** form.cossim_pow` on the aggregated response `v (B, C)` (no 0.1 floor; the plain dot
     product where `cos <= 0`, see :func:`invviz.optvis.objectives.dot_cossim`). `vector` is `(C,)` or `(B, C)`."""
 
-    def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 1.0,
-                 aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
+    def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], form: IFVObjective = IFVObjective(),
                  batch: int | None = None) -> None:
-        if aggregation not in AGGREGATIONS:
-            raise ObjectiveError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
-        super().__init__(layer, vector, cossim_pow, batch)
-        self.aggregation, self.position = aggregation, position
+        self.form = ifv_objective(form)
+        super().__init__(layer, vector, form.cossim_pow, batch)
         rows = f"{self.vector.shape[0]} x " if self.vector.shape[0] > 1 else ""
-        self.name = (f"aggregated_direction({layer!r}, <{rows}{self.vector.shape[1]} values>,"
-                     f" cossim_pow={cossim_pow:g}, aggregation={aggregation!r})")
+        self.name = f"aggregated_direction({layer!r}, <{rows}{self.vector.shape[1]} values>, {form})"
 
     def value(self, feats: Features) -> torch.Tensor:
         f = _features(feats, self.layers[0], self.name)
         vec = self._vec(f)  # (1 or B, C, 1, 1)
-        v = aggregate(f, self.aggregation, position=self.position)[:, :, None, None]  # (B, C, 1, 1)
+        v = aggregate_as(f, self.form)[:, :, None, None]  # (B, C, 1, 1)
         return _per_element(dot_cossim(v, vec, self.cossim_pow, floor=None, eps=0.0)[:, 0, 0], self.batch)
 
 
-def aggregated_direction(layer: str, vector: torch.Tensor | Sequence[float], cossim_pow: float = 1.0,
-                         aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
+def aggregated_direction(layer: str, vector: torch.Tensor | Sequence[float], form: IFVObjective = IFVObjective(),
                          batch: int | None = None) -> AggregatedDirection:
     """Grad-IFV's objective: a direction on the aggregated response (see :class:`AggregatedDirection`)."""
-    return AggregatedDirection(layer, vector, cossim_pow, aggregation, position, batch)
+    return AggregatedDirection(layer, vector, form, batch)
 
 
-__all__ = ["Aggregation", "aggregate", "AggregatedDirection", "aggregated_direction"]
+__all__ = ["AGGREGATIONS", "Aggregation", "IFVObjective", "aggregate", "aggregate_as", "AggregatedDirection",
+           "aggregated_direction"]

@@ -17,7 +17,7 @@ from ..models.probe import Probe, as_probe, image_size
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
 from ..validate import check_learning_rate
-from .objective import Aggregation, aggregated_direction
+from .objective import IFVObjective, aggregated_direction, ifv_objective
 
 
 @dataclasses.dataclass
@@ -46,11 +46,10 @@ class Realization:
         return self.param.select(index)
 
 
-def objective_gradient(model: nn.Module | Probe, layer: str, param: ImageParam, targets: torch.Tensor, *,
-                       cossim_pow: float, aggregation: Aggregation, position: tuple[int, int] | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+def objective_gradient(model: nn.Module | Probe, layer: str, param: ImageParam, targets: torch.Tensor,
+                       form: IFVObjective = IFVObjective()) -> tuple[torch.Tensor, torch.Tensor]:
     """Objective values `(B,)` and the norm of their gradient with respect to each image's free variables `(B,)`."""
-    obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
+    obj = aggregated_direction(layer, targets, form)
     with as_probe(model, [layer]) as probe:
         params = list(param.parameters())
         vals = obj(probe(param()))
@@ -59,8 +58,7 @@ def objective_gradient(model: nn.Module | Probe, layer: str, param: ImageParam, 
     return vals.detach(), norm.detach()
 
 
-def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, cossim_pow: float = 1.0,
-            aggregation: Aggregation = "maxpool_mean", position: tuple[int, int] | None = None,
+def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, form: IFVObjective = IFVObjective(),
             param: str | ImageParam = "pixel", size: int = 128, adam_steps: int = 800, lbfgs_steps: int = 300,
             lr: float = 0.05, seed: int = 0, progress: bool = False) -> Realization:
     """Optimize one image per row of `targets (B, k)` for Grad-IFV's aggregated direction objective, then fine-tune
@@ -71,8 +69,10 @@ def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, coss
 
     `param` may be an :class:`ImageParam` that is already optimized: with `adam_steps=0` its optimization goes on
     with `lbfgs_steps` more L-BFGS steps (a fresh curvature history), e.g. to refine cached realizations.
+    `form` is the objective's cosine power and aggregation (:class:`~invviz.ifv.IFVObjective`).
     """
     base = as_probe(model)
+    form = ifv_objective(form)
     try:
         targets = torch.as_tensor(targets, dtype=torch.float32)
     except (TypeError, ValueError):
@@ -91,9 +91,8 @@ def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, coss
     rng = torch.Generator().manual_seed(seed)
     channels = base.reading([layer]).channels_in  # checks the layer name, knows the input channels
     p = make_param(param, image_size(size), b, rng, channels=channels).to(base.device)
-    obj = aggregated_direction(layer, targets, cossim_pow, aggregation, position)
-    grad = functools.partial(objective_gradient, base, layer, p, targets, cossim_pow=cossim_pow,
-                             aggregation=aggregation, position=position)
+    obj = aggregated_direction(layer, targets, form)
+    grad = functools.partial(objective_gradient, base, layer, p, targets, form)
     seconds = 0.0
     if adam_steps:
         seconds += render(base, obj, p, transforms=None, steps=adam_steps, lr=lr, rng=rng,
@@ -112,8 +111,7 @@ def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, coss
 
 
 def reoptimize(model: nn.Module | Probe, layer: str, param: ImageParam, directions: torch.Tensor, *, steps: int = 500,
-               cossim_pow: float = 1.0, aggregation: Aggregation = "maxpool_mean",
-               position: tuple[int, int] | None = None, lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+               form: IFVObjective = IFVObjective(), lr: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-optimize a copy of `param` for `steps` Adam steps under `directions (B, k)`; SSIM before/after `(B,)`.
 
     High SSIM means the realization was already an optimum of the direction (Reinbold & Westermann 2020, sec. 3). Returns
@@ -122,6 +120,6 @@ def reoptimize(model: nn.Module | Probe, layer: str, param: ImageParam, directio
     p = copy.deepcopy(param)
     with torch.no_grad():
         before = p().detach()
-    obj = aggregated_direction(layer, directions, cossim_pow, aggregation, position)
+    obj = aggregated_direction(layer, directions, form)
     after = render(model, obj, p, transforms=None, steps=steps, lr=lr).images
     return ssim(before.cpu(), after), after

@@ -26,7 +26,7 @@ from ..errors import ObjectiveError
 from ..models.probe import Probe, as_probe
 from ..optvis.param import ImageParam
 from .jacobian import free_variables, jacobian, pixel_realization, response_fn
-from .objective import AGGREGATIONS, Aggregation
+from .objective import IFVObjective, ifv_objective
 
 # Trust thresholds (benchmarks/ifv_trust.py measures how often each fires on good and on bad realizations)
 FAR_FROM_OPTIMUM = 0.05  # relative gradient norm of the prediction above which the image is not an optimum of it
@@ -130,9 +130,7 @@ def recover_objective(
     layer: str,
     realization: ImageParam | torch.Tensor,
     *,
-    cossim_pow: float = 1.0,
-    aggregation: Aggregation = "maxpool_mean",
-    position: tuple[int, int] | None = None,
+    form: IFVObjective = IFVObjective(),
     critical_space: torch.Tensor | None = None,
     target: torch.Tensor | None = None,
     chunk: int = 64,
@@ -145,11 +143,11 @@ def recover_objective(
 
     Args:
         model: the network the visualization was made with, or a :class:`~invviz.Probe` of it.
-        layer: layer name; its features are aggregated with `aggregation` into `v (k,)`.
+        layer: layer name; its features are aggregated as `form` says into `v (k,)`.
         realization: the parameterization that produced the image (its free variables are differentiated: pixel,
             FFT, MaCo), or the image itself `(3, H, W)` in (0, 1) (treated as a pixel parameterization).
-        cossim_pow: the cosine power `p >= 0` of the direction objective.
-        aggregation: `"maxpool_mean"` (the paper's), `"mean"` or `"pick"` (`position`).
+        form: the direction objective's cosine power `p` and aggregation (:class:`~invviz.ifv.IFVObjective`; the
+            paper's `maxpool_mean` and `p = 1` by default).
         critical_space: orthonormal basis `(k, d)` to search in (see :mod:`invviz.ifv.subspace`); all of R^k if None.
         target: a known target `(k,)`, to report its coefficients in the singular basis.
         chunk: vector-Jacobian products per batch (bounds memory).
@@ -165,10 +163,8 @@ def recover_objective(
         seed: seeds the offsets.
     """
     base = as_probe(model)
-    if cossim_pow < 0:
-        raise ObjectiveError(f"cossim_pow must be >= 0; got {cossim_pow}")
-    if aggregation not in AGGREGATIONS:
-        raise ObjectiveError(f"unknown aggregation {aggregation!r}; use one of {AGGREGATIONS}")
+    form = ifv_objective(form)
+    cossim_pow = form.cossim_pow
     if not isinstance(points, int) or isinstance(points, bool) or points < 1 or not radius >= 0:
         raise ObjectiveError(f"need an int points >= 1 and radius >= 0; got points={points!r}, radius={radius!r}")
     probe = base.reading([layer])
@@ -190,7 +186,7 @@ def recover_objective(
         image = param()
         probe(image)  # the probing forward runs here, outside the functional transforms below
     with probe:
-        response = response_fn(probe, layer, aggregation, position)
+        response = response_fn(probe, layer, form)
 
         def fn(t: torch.Tensor) -> torch.Tensor:
             return response(torch.func.functional_call(param, {name: t}, ()))

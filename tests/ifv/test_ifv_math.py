@@ -9,6 +9,7 @@ from torch import nn
 
 from invviz.errors import ObjectiveError
 from invviz.ifv import (
+    IFVObjective,
     Subspace,
     aggregate,
     aggregated_direction,
@@ -121,7 +122,7 @@ def test_recover_objective_of_a_realization_on_a_small_model(p):
     theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
     theta /= theta.norm()
     param = PixelImage(8, 1, sd=0.1, rng=torch.Generator().manual_seed(0))
-    obj = aggregated_direction("out", theta, cossim_pow=p, aggregation="mean")  # the paper's objective
+    obj = aggregated_direction("out", theta, form=IFVObjective(cossim_pow=p, aggregation="mean"))  # the paper's objective
     net.anchors.requires_grad_(False)
     opt = torch.optim.LBFGS(param.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-16,
                             line_search_fn="strong_wolfe")
@@ -134,12 +135,12 @@ def test_recover_objective_of_a_realization_on_a_small_model(p):
         for _ in range(3):
             opt.step(closure)
     net.anchors.requires_grad_(True)
-    res = recover_objective(net, "out", param, cossim_pow=p, aggregation="mean", target=theta)
+    res = recover_objective(net, "out", param, form=IFVObjective(cossim_pow=p, aggregation="mean"), target=theta)
     assert angle_deg(res.direction, theta) < 0.5
     assert angle_deg(res.response, theta) > 5 * angle_deg(res.direction, theta)  # better than the feature response
     assert hooks_on(net) == 0 and net.anchors.requires_grad
     with pytest.raises(ObjectiveError):
-        recover_objective(net, "out", param, cossim_pow=-1.0)
+        recover_objective(net, "out", param, form=IFVObjective(cossim_pow=-1.0))
 
 
 def test_principal_angles_match_scipy_including_tiny_angles():

@@ -10,6 +10,7 @@ from test_ifv_math import Anchors
 
 from invviz.errors import ObjectiveError
 from invviz.ifv import (
+    IFVObjective,
     angle_deg,
     critical_space,
     critical_spaces,
@@ -36,26 +37,26 @@ def test_realize_then_recover_on_a_small_model():
     weights = net.anchors.detach().clone()
     targets = torch.tensor([[0.6, 0.1, 0.5, 0.5, 0.3], [0.1, 0.9, 0.2, 0.0, 0.4]])
     targets = targets / targets.norm(dim=1, keepdim=True)
-    real = realize(net, "out", targets, cossim_pow=1.0, aggregation="mean", size=12, adam_steps=15,
+    real = realize(net, "out", targets, form=IFVObjective(cossim_pow=1.0, aggregation="mean"), size=12, adam_steps=15,
                    lbfgs_steps=60, lr=0.1)
     assert real.images.shape == (2, 3, 12, 12) and real.param.batch == 2
     assert (real.grad_norm < 0.1 * real.grad_norm_adam).all()  # L-BFGS tightens the optimum Adam reached
     for i in range(2):
-        res = recover_objective(net, "out", real.element(i), cossim_pow=1.0, aggregation="mean")
+        res = recover_objective(net, "out", real.element(i), form=IFVObjective(cossim_pow=1.0, aggregation="mean"))
         assert angle_deg(res.direction, targets[i]) < 1.0
     assert hooks_on(net) == 0 and net.anchors.requires_grad and torch.equal(net.anchors, weights)
     # re-optimizing under the true targets leaves the images as they are; under swapped targets it does not
-    same, _ = reoptimize(net, "out", real.param, targets, steps=30, aggregation="mean")
-    swapped, _ = reoptimize(net, "out", real.param, targets.flip(0), steps=30, aggregation="mean")
+    same, _ = reoptimize(net, "out", real.param, targets, form=IFVObjective(aggregation="mean"), steps=30)
+    swapped, _ = reoptimize(net, "out", real.param, targets.flip(0), form=IFVObjective(aggregation="mean"), steps=30)
     assert (same > 0.99).all() and (swapped < same).all()
 
 
 def test_realize_continues_an_optimized_param_with_lbfgs_only():
     net = anchors_net(12)
     theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
-    first = realize(net, "out", theta, aggregation="mean", size=12, adam_steps=15, lbfgs_steps=0, lr=0.1)
+    first = realize(net, "out", theta, form=IFVObjective(aggregation="mean"), size=12, adam_steps=15, lbfgs_steps=0, lr=0.1)
     start = first.param().detach().clone()
-    more = realize(net, "out", theta, aggregation="mean", param=first.param, adam_steps=0, lbfgs_steps=40)
+    more = realize(net, "out", theta, form=IFVObjective(aggregation="mean"), param=first.param, adam_steps=0, lbfgs_steps=40)
     assert more.param is first.param  # the same parameterization, optimized further in place
     assert torch.allclose(more.grad_norm_adam, first.grad_norm)  # the norm it started from
     assert (more.grad_norm < 0.1 * first.grad_norm).all() and not torch.equal(more.images, start.cpu())
@@ -66,11 +67,11 @@ def test_realize_continues_an_optimized_param_with_lbfgs_only():
 def test_multi_point_jacobian_with_zero_radius_is_the_plain_one():
     net = anchors_net()
     theta = torch.tensor([0.6, 0.1, 0.5, 0.5, 0.3])
-    real = realize(net, "out", theta, aggregation="mean", size=8, adam_steps=50, lbfgs_steps=20, lr=0.1)
-    plain = recover_objective(net, "out", real.element(0), aggregation="mean")
-    multi = recover_objective(net, "out", real.element(0), aggregation="mean", points=3, radius=0.0)
+    real = realize(net, "out", theta, form=IFVObjective(aggregation="mean"), size=8, adam_steps=50, lbfgs_steps=20, lr=0.1)
+    plain = recover_objective(net, "out", real.element(0), form=IFVObjective(aggregation="mean"))
+    multi = recover_objective(net, "out", real.element(0), form=IFVObjective(aggregation="mean"), points=3, radius=0.0)
     assert angle_deg(plain.direction, multi.direction) < 1e-3
-    smooth = recover_objective(net, "out", real.element(0), aggregation="mean", points=4, radius=0.05)
+    smooth = recover_objective(net, "out", real.element(0), form=IFVObjective(aggregation="mean"), points=4, radius=0.05)
     assert angle_deg(smooth.direction, theta) < 2.0
     with pytest.raises(ObjectiveError, match="points"):
         recover_objective(net, "out", real.element(0), points=0)
@@ -97,7 +98,7 @@ def test_antithetic_offsets_cancel_the_first_order_change_of_the_jacobian():
     image = 0.25 + 0.5 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a random image is no optimum; only the Jacobians matter here
-        plain, anti, iid = (recover_objective(net, "out", RawImage(image), cossim_pow=0.0, aggregation="mean", **kw)
+        plain, anti, iid = (recover_objective(net, "out", RawImage(image), **kw, form=IFVObjective(cossim_pow=0.0, aggregation="mean"))
                             for kw in ({}, {"points": 5, "radius": 0.3},
                                        {"points": 5, "radius": 0.3, "antithetic": False}))
     assert torch.allclose(anti.singular_values, plain.singular_values, rtol=1e-4)

@@ -8,7 +8,7 @@ import torch
 from conftest import small_vit
 from torch import nn
 
-from invviz.ifv import angle_deg, match, pixel_realization, realize, recover_objective
+from invviz.ifv import IFVObjective, angle_deg, match, pixel_realization, realize, recover_objective
 from invviz.models import Preprocessing
 
 
@@ -38,14 +38,14 @@ def test_a_trivial_direction_is_flagged_and_match_sets_it_aside():
     non-trivial direction with `trivial=True`."""
     net = Planted().eval()
     target = torch.tensor([1.0, 0.5, 0.2, 0.0, 0.0, 0.0])
-    real = realize(net, "out", target, size=16, adam_steps=60, lbfgs_steps=20, aggregation="mean")
+    real = realize(net, "out", target, form=IFVObjective(aggregation="mean"), size=16, adam_steps=60, lbfgs_steps=20)
     with pytest.warns(UserWarning, match="barely respond"):
-        rec = recover_objective(net, "out", real.element(0), aggregation="mean", points=1)
+        rec = recover_objective(net, "out", real.element(0), form=IFVObjective(aggregation="mean"), points=1)
     assert not rec.trusted and rec.response_cosine < 0.1
     assert float(rec.direction[3:].abs().sum()) > 0.99  # the trivial answer: dead units
     with pytest.warns(UserWarning, match="trivial"):
         m = match(net, "out", target, net, "out", size=16, adam_steps=60, lbfgs_steps=20, reopt_steps=5, points=1,
-                  aggregation="mean")
+                  form=IFVObjective(aggregation="mean"))
     assert m.trivial and m.excluded == 3 and set(m.top_units[:3]) == {0, 1, 2}
     assert angle_deg(m.direction, target) < angle_deg(rec.direction, target)
 
@@ -54,20 +54,20 @@ def test_a_saturated_image_is_flagged():
     net = Planted().eval()
     image = (torch.rand(3, 16, 16) > 0.5).float()  # every sigmoid saturated
     with pytest.warns(UserWarning, match="saturated"):
-        rec = recover_objective(net, "out", image, aggregation="mean", points=1)
+        rec = recover_objective(net, "out", image, form=IFVObjective(aggregation="mean"), points=1)
     assert rec.saturation > 0.99 and not rec.trusted
 
 
 def test_a_good_realization_is_trusted():
     net = Planted().eval()
     target = torch.tensor([1.0, 0.5, 0.2, 0.0, 0.0, 0.0])
-    real = realize(net, "out", target, size=16, adam_steps=200, lbfgs_steps=50, aggregation="mean")
+    real = realize(net, "out", target, form=IFVObjective(aggregation="mean"), size=16, adam_steps=200, lbfgs_steps=50)
     from invviz.ifv import critical_space  # noqa: F401 - the restricted search is the fix for dead units
 
     basis = torch.eye(6)[:, :3]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        rec = recover_objective(net, "out", real.element(0), aggregation="mean", points=1, critical_space=basis)
+        rec = recover_objective(net, "out", real.element(0), form=IFVObjective(aggregation="mean"), points=1, critical_space=basis)
     assert rec.trusted and angle_deg(rec.direction, target) < 2.0
 
 
@@ -76,9 +76,9 @@ def test_a_float64_model_is_differentiated_in_float64():
     image = torch.rand(3, 16, 16) * 0.8 + 0.1  # float32 image, float64 model: no dtype error
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rec = recover_objective(net, "out", image, aggregation="mean", points=1)
+        rec = recover_objective(net, "out", image, form=IFVObjective(aggregation="mean"), points=1)
         p = pixel_realization(image.double())
-        rec64 = recover_objective(net, "out", p, aggregation="mean", points=1)
+        rec64 = recover_objective(net, "out", p, form=IFVObjective(aggregation="mean"), points=1)
     assert rec.direction.shape == (6,) and torch.allclose(rec.direction, rec64.direction, atol=1e-5)
 
 
