@@ -42,7 +42,7 @@ from invviz.align import (
 )
 from invviz.data import fashion_mnist
 from invviz.metrics import frechet_distance, psnr
-from invviz.training import fit
+from invviz.training import TrainSchedule, fit
 
 METHODS = ("fa", "ae", "local", "vfa", "vae", "vfa_gan")
 MLP = (784, 1024, 512, 128)  # the local-FA network (and, trained globally, its memory reference)
@@ -231,7 +231,8 @@ def main() -> None:
     for method in args.methods.split(","):
         mods, opts = build(method, args.lr)
         t0 = time.perf_counter()
-        hist = fit(make_step(method, mods, opts), loader, modules=mods, optimizers=opts, max_steps=max_steps,
+        hist = fit(make_step(method, mods, opts), loader, schedule=TrainSchedule(max_steps=max_steps),
+                   modules=mods, optimizers=opts,
                    checkpoint=os.path.join(args.work, f"{method}.pt"), desc=method)
         train_s = time.perf_counter() - t0
         for m in mods.values():

@@ -37,6 +37,7 @@ from invviz.io import write_json
 from invviz.metrics import psnr, ssim
 from invviz.models import Probe, load_checkpoint
 from invviz.models.zoo import FashionResNet
+from invviz.training import TrainSchedule
 
 
 def classifier(path: str) -> nn.Module:
@@ -171,9 +172,10 @@ def main() -> None:
                        f" distill {args.distill:g} feature {args.feature:g} anchor {args.anchor:g} {args.epochs:g} ep")
     os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()
-    hist = train_aligned(wrapper, loader, max_steps=steps, lr=args.lr, distill_weight=args.distill,
+    hist = train_aligned(wrapper, loader, schedule=TrainSchedule(max_steps=steps, checkpoint_every=100),
+                         lr=args.lr, distill_weight=args.distill,
                          feature_weight=args.feature, anchor_weight=args.anchor,
-                         checkpoint=os.path.join(args.work, run.replace(" ", "_") + ".pt"), checkpoint_every=100)
+                         checkpoint=os.path.join(args.work, run.replace(" ", "_") + ".pt"))
     seconds = time.perf_counter() - t0
     after = invviz.invert(wrapper, held)
     wrapped_pred = predictions(wrapper, x_test)

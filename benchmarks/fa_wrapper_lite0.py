@@ -31,6 +31,7 @@ from invviz.data import photo_crops, photo_paths
 from invviz.io import write_json
 from invviz.metrics import psnr
 from invviz.models import Probe
+from invviz.training import TrainSchedule
 
 
 @torch.no_grad()
@@ -109,10 +110,11 @@ def main() -> None:
                        f" distill {args.distill:g} feature {args.feature:g} anchor {args.anchor:g} {args.steps} steps")
     os.makedirs(args.work, exist_ok=True)
     t0 = time.perf_counter()
-    hist = train_aligned(wrapper, loader, max_steps=args.steps, lr=args.lr, decoder_lr=args.decoder_lr,
+    hist = train_aligned(wrapper, loader, schedule=TrainSchedule(max_steps=args.steps, checkpoint_every=50),
+                         lr=args.lr, decoder_lr=args.decoder_lr,
                          distill_weight=args.distill,
                          feature_weight=args.feature, anchor_weight=args.anchor,
-                         checkpoint=os.path.join(args.work, run.replace(" ", "_") + ".pt"), checkpoint_every=50)
+                         checkpoint=os.path.join(args.work, run.replace(" ", "_") + ".pt"))
     seconds = time.perf_counter() - t0
     after = invviz.invert(wrapper, held)
     with torch.no_grad():

@@ -23,7 +23,7 @@ from invviz.data import fashion_mnist
 from invviz.io import save_state_dict, write_json
 from invviz.models.loading import Normalize
 from invviz.models.zoo import FashionResNet
-from invviz.training import fit
+from invviz.training import TrainSchedule, fit
 
 
 @torch.no_grad()
@@ -65,8 +65,9 @@ def main() -> None:
         return {"loss": loss}
 
     t0 = time.perf_counter()
-    fit(step, loader, modules={"model": model}, optimizers={"adam": opt}, epochs=args.epochs,
-        checkpoint=args.out + ".train", seed=args.seed, desc="classifier", schedulers={"cosine": sched})
+    fit(step, loader, schedule=TrainSchedule(epochs=args.epochs, seed=args.seed),
+        modules={"model": model}, optimizers={"adam": opt},
+        checkpoint=args.out + ".train", desc="classifier", schedulers={"cosine": sched})
     seconds = time.perf_counter() - t0
     model.eval()
     save_state_dict(args.out, model.state_dict())

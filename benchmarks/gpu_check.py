@@ -92,16 +92,18 @@ def alignment_steps(device, smoke: bool) -> dict:
     import invviz
     from invviz.align import FeatureAligned, train_aligned
     from invviz.data import PhotoCrops
+    from invviz.training import TrainSchedule
 
     model = invviz.load_model("tf_efficientnet_lite0").to(device)
     size, batch, steps = (32, 2, 2) if smoke else (224, 16, 20)
     wrapper = FeatureAligned(model, size=size)
     data = torch.utils.data.DataLoader(PhotoCrops(size, length=batch * (steps + 1)), batch_size=batch, shuffle=True,
                                        generator=torch.Generator().manual_seed(0))
-    train_aligned(wrapper, data, max_steps=1, progress=False, amp=device.type == "cuda")  # warm-up, line search
+    train_aligned(wrapper, data, schedule=TrainSchedule(max_steps=1),
+                  progress=False, amp=device.type == "cuda")  # warm-up, line search
     _sync(device)
     t = time.perf_counter()
-    train_aligned(wrapper, data, max_steps=steps, progress=False, amp=device.type == "cuda")
+    train_aligned(wrapper, data, schedule=TrainSchedule(max_steps=steps), progress=False, amp=device.type == "cuda")
     _sync(device)
     secs = time.perf_counter() - t
     return {"latent": wrapper.layer, "size": size, "batch": batch, "steps": steps, "steps_per_second": steps / secs,

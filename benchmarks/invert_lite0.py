@@ -79,7 +79,7 @@ def main() -> None:
             print(key, json.dumps(rows[key]), flush=True)
             write_json(args.out, summary)
         return
-    from invviz.inversion import INVERT_JITTER, INVERT_LR, INVERT_PARAM, INVERT_STEPS, INVERT_TV
+    from invviz.settings import INVERT_JITTER, INVERT_LR, INVERT_PARAM, INVERT_STEPS, INVERT_TV
 
     rows = {}
     for layer in LAYERS:

@@ -37,12 +37,14 @@ from invviz.optvis import channel, class_logit
 from invviz.priors import (
     CompactGenerator,
     JointPrior,
+    PPGNSettings,
     code_statistics,
     dgn_am,
     ppgn_h,
     train_code_dae,
     train_generator,
 )
+from invviz.training import TrainSchedule
 
 CLASSES = [1, 94, 130, 281, 309, 417, 508, 717, 948, 980]  # goldfish, hummingbird, flamingo, tabby, bee, ...
 UNITS = [0, 11, 23, 37, 50, 64, 88, 101, 140, 170]
@@ -96,12 +98,13 @@ def main() -> None:
     gen = CompactGenerator(code_dim=1280, size=64, width=64)
     loader = torch.utils.data.DataLoader(crops, batch_size=32, shuffle=True, generator=torch.Generator())
     t0 = time.perf_counter()
-    hist = train_generator(gen, encoder, comparator, loader, max_steps=args.gen_steps, lr=5e-4,
+    hist = train_generator(gen, encoder, comparator, loader, schedule=TrainSchedule(max_steps=args.gen_steps), lr=5e-4,
                            checkpoint=os.path.join(args.work, "generator.pt"), progress=True)
     t_gen = time.perf_counter() - t0
     stats = code_statistics(encoder, torch.utils.data.DataLoader(crops, batch_size=128))
     gen.set_code_bounds(stats["upper"])
-    dae, _ = train_code_dae(stats["codes"], epochs=40, checkpoint=os.path.join(args.work, "dae.pt"), progress=False)
+    dae, _ = train_code_dae(stats["codes"], schedule=TrainSchedule(epochs=40),
+                            checkpoint=os.path.join(args.work, "dae.pt"), progress=False)
     priors = {"dae": dae, "joint": JointPrior(encoder, gen)}
     prior_names = args.ppgn_priors.split(",")
     if set(prior_names) - set(priors):
@@ -166,8 +169,9 @@ def main() -> None:
             if kind == "classes":
                 for grad in args.ppgn_gradients.split(","):
                     for pr, eps1, eps3, pp_lr in itertools.product(prior_names, eps1s, eps3s, ppgn_lrs):
-                        pp = ppgn_h(model, gen, priors[pr], t, steps=args.steps, chains=ch, size=args.size,
-                                    gradient=grad, eps1=eps1, eps3=eps3, lr=pp_lr, upper=gen.upper_bounds.cpu(), seed=t,
+                        step = PPGNSettings(eps1=eps1, eps3=eps3, lr=pp_lr, gradient=grad)
+                        pp = ppgn_h(model, gen, priors[pr], t, settings=step, steps=args.steps, chains=ch,
+                                    size=args.size, upper=gen.upper_bounds.cpu(), seed=t,
                                     save_every=args.ppgn_save_every or None)
                         name = (f"ppgn_h_{grad}" + (f"_{pr}" if len(prior_names) > 1 or pr != "dae" else "")
                                 + (f"_eps1_{eps1:g}" if len(eps1s) > 1 else "")

@@ -13,7 +13,24 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .settings import DEFAULT_RECIPE, RECIPES
+from .settings import (
+    ALIGN_LR,
+    ALIGN_PRESERVE,
+    ALIGN_STEPS,
+    ALIGN_TRAINABLE,
+    ATLAS_BATCH,
+    CONCEPT_METHOD,
+    CONCEPT_POSITIONS,
+    DEFAULT_RECIPE,
+    INVERT_PARAM,
+    INVERT_STEPS,
+    RECIPES,
+    RENDER_PARAM,
+    RENDER_SIZE,
+    TOP_K,
+    UNIT_KIND,
+    TrainSchedule,
+)
 
 
 def units(text: str) -> list[int]:
@@ -121,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
                      help="how to optimize: " + _recipes_help())
     vis.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default: the recipe's)")
-    vis.add_argument("--size", type=_size, default=128, help="image size, e.g. 128 or 128x160")
+    vis.add_argument("--size", type=_size, default=RENDER_SIZE, help="image size, e.g. 128 or 128x160")
     vis.add_argument("--batch", type=_positive_int, default=None, help="images per unit set (default: one per unit)")
-    vis.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
+    vis.add_argument("--param", default=RENDER_PARAM, choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
     vis.add_argument("--transforms", default=None, choices=["standard", "fused", "none"],
                      help="random transforms each step: Lucid's standard set, the same draws as one resampling, or"
                           " none (default: the recipe's)")
@@ -143,13 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     ali.add_argument("--layer", default=None, help="latent layer (default: the last spatial feature stage)")
     ali.add_argument("--size", type=_size, default=None, help="image size (default: the model's native size)")
     ali.add_argument("--steps", type=_positive_int, default=None, help="training steps (default: --epochs epochs)")
-    ali.add_argument("--epochs", type=_positive_int, default=1, help="passes over the data")
-    ali.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    ali.add_argument("--epochs", type=_positive_int, default=TrainSchedule().epochs, help="passes over the data")
+    ali.add_argument("--lr", type=_positive_float, default=ALIGN_LR, help="Adam learning rate")
     ali.add_argument("--batch", type=_positive_int, default=16, help="global batch size (split over ranks)")
-    ali.add_argument("--align-steps", type=_positive_int, default=2, help="alignment steps T of the decoder")
-    ali.add_argument("--preserve", default="auto", choices=["auto", "projection", "distill"],
+    ali.add_argument("--align-steps", type=_positive_int, default=ALIGN_STEPS, help="alignment steps T of the decoder")
+    ali.add_argument("--preserve", default=ALIGN_PRESERVE, choices=["auto", "projection", "distill"],
                      help="how predictions are kept: an exact projection (affine heads) or distillation")
-    ali.add_argument("--trainable", default="encoder", choices=["encoder", "all", "lora"],
+    ali.add_argument("--trainable", default=ALIGN_TRAINABLE, choices=["encoder", "all", "lora"],
                      help="what trains: the modules before the latent, everything, or low-rank adapters")
     ali.add_argument("--train-checkpoint", default=None, help="training checkpoint (resumed when it exists)")
     ali.add_argument("--no-resume", action="store_true", help="start afresh even if --train-checkpoint exists")
@@ -162,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("image", help="image file, or a bundled photo name such as chelsea")
     inv.add_argument("--layer", default=None, help="layer to invert (default: the model's stride-8 stage)")
     inv.add_argument("--size", type=_size, default=None, help="image size (default: 128, or the wrapper's)")
-    inv.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default 300)")
-    inv.add_argument("--param", default="fft", choices=["fft", "pixel", "maco"],
+    inv.add_argument("--steps", type=_positive_int, default=None, help=f"optimization steps (default {INVERT_STEPS})")
+    inv.add_argument("--param", default=INVERT_PARAM, choices=["fft", "pixel", "maco"],
                      help="parameterization of optimization-based inversion")
     inv.add_argument("--out", default="invert.png", help="output PNG: the image above its reconstruction")
 
@@ -283,7 +300,8 @@ def _align(args) -> int:
         data = torch.utils.data.DataLoader(crops, batch_size=args.batch, shuffle=True, generator=torch.Generator())
     else:
         raise DatasetNotFoundError(f"--data {args.data!r} is neither a folder nor a bundled photo")
-    hist = train_aligned(wrapper, data, epochs=args.epochs, max_steps=args.steps, lr=args.lr, seed=args.seed,
+    schedule = TrainSchedule(epochs=args.epochs, max_steps=args.steps, seed=args.seed)
+    hist = train_aligned(wrapper, data, schedule=schedule, lr=args.lr,
                          checkpoint=args.train_checkpoint, resume=not args.no_resume, progress=not args.no_progress)
     if ddp.is_main():
         config = {**wrapper.config(), "model": args.model, "pretrained": not args.no_pretrained,
@@ -338,9 +356,9 @@ def add_atlas_parser(sub, fmt) -> None:
                                                     " photos) or 'none'")
     fast = RECIPES["fast"]
     p.add_argument("--steps", type=_positive_int, default=fast.steps, help="render steps per unit")
-    p.add_argument("--size", type=_positive_int, default=128, help="render size in px")
-    p.add_argument("--batch", type=_positive_int, default=16, help="units rendered together")
-    p.add_argument("--param", default="fft", choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
+    p.add_argument("--size", type=_positive_int, default=RENDER_SIZE, help="render size in px")
+    p.add_argument("--batch", type=_positive_int, default=ATLAS_BATCH, help="units rendered together")
+    p.add_argument("--param", default=RENDER_PARAM, choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
     p.add_argument("--lr", type=_positive_float, default=fast.lr, help="Adam learning rate")
     p.add_argument("--lr-schedule", default=fast.lr_schedule, choices=["constant", "cosine"],
                    help="Adam's rate over steps")
@@ -348,9 +366,9 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--transforms", default=fast.transforms, choices=["standard", "fused", "none"],
                    help=f"random transforms each step (Lucid's recipe: --lr {lucid.lr} --lr-schedule"
                         f" {lucid.lr_schedule} --transforms {lucid.transforms} --steps {lucid.steps})")
-    p.add_argument("--top-k", type=_positive_int, default=6, help="dataset examples per unit")
+    p.add_argument("--top-k", type=_positive_int, default=TOP_K, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
-    p.add_argument("--kind", default="channel", choices=["channel", "neuron"], help="a unit's objective")
+    p.add_argument("--kind", default=UNIT_KIND, choices=["channel", "neuron"], help="a unit's objective")
     p.add_argument("--no-resume", action="store_true", help="render units already on disk again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder (index.html inside)")
@@ -380,14 +398,14 @@ def add_concepts_parser(sub, fmt) -> None:
     p.add_argument("--layer", required=True, help="layer name, see `invviz layers MODEL`")
     p.add_argument("--data", default="photos", help="image folder, or 'photos' (the bundled photos)")
     p.add_argument("--k", type=_positive_int, required=True, help="number of concepts")
-    p.add_argument("--method", default="nmf", choices=["nmf", "sae", "pca"],
+    p.add_argument("--method", default=CONCEPT_METHOD, choices=["nmf", "sae", "pca"],
                    help="dictionary: NMF (non-negative layers), a TopK sparse autoencoder, or PCA")
     p.add_argument("--size", type=_positive_int, default=None, help="side images are fed at (default: native)")
-    p.add_argument("--positions", type=_positive_int, default=16, help="activation vectors drawn per image")
-    p.add_argument("--top-n", type=_positive_int, default=6, help="examples kept per concept")
+    p.add_argument("--positions", type=_positive_int, default=CONCEPT_POSITIONS, help="activation vectors drawn per image")
+    p.add_argument("--top-n", type=_positive_int, default=TOP_K, help="examples kept per concept")
     p.add_argument("--steps", type=_positive_int, default=RECIPES["fast"].steps,
                    help="render steps for the concepts (the fast recipe)")
-    p.add_argument("--render-size", type=_positive_int, default=128, help="render size in px")
+    p.add_argument("--render-size", type=_positive_int, default=RENDER_SIZE, help="render size in px")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder: concepts.pt, concepts.png and index.html")
 

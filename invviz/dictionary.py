@@ -35,6 +35,7 @@ from .data.stream import ITEM, image_batches, merge_top, peak_crops
 from .errors import CheckpointError, DataError, LayerNotFoundError, ObjectiveError, SettingError
 from .io import read_plain, save_checkpoint
 from .models.probe import Probe, as_probe, image_size
+from .settings import CONCEPT_METHOD, CONCEPT_POSITIONS, RENDER_PARAM, RENDER_SIZE, TOP_K, TrainSchedule
 from .training import distributed as ddp
 from .training.loop import fit
 from .validate import check_positive_int
@@ -165,7 +166,8 @@ class Concepts:
         return {"r2": r2, "dead": dead, "vectors": len(x)}
 
     # -- rendering --------------------------------------------------------------------------------------------
-    def render(self, model: nn.Module | Probe, *, steps: int | None = None, size: int = 128, param: str = "fft",
+    def render(self, model: nn.Module | Probe, *, steps: int | None = None, size: int = RENDER_SIZE,
+               param: str = RENDER_PARAM,
                importance: bool = False, seed: int = 0, progress: bool = False, **kwargs: Any):
         """Render every concept direction in one batch with the fast recipe (`invviz.settings.RECIPES["fast"]`, the
         atlas's; the `direction` objective at the layer; `kwargs` go to :func:`invviz.visualize`); `param="maco", importance=True` also gives MaCo's importance maps. Keeps the images in
@@ -351,8 +353,8 @@ def _learn(method: str, x: torch.Tensor, k: int, *, seed: int, max_iter: int, to
         return {"mse": loss.detach()}
 
     epochs = max(1, math.ceil(sae_steps / max(1, len(loader))))
-    fit(step, loader, modules={"sae": sae}, optimizers={"adam": opt}, epochs=epochs, max_steps=sae_steps,
-        seed=seed, progress=progress, desc="sae")
+    fit(step, loader, modules={"sae": sae}, optimizers={"adam": opt},
+        schedule=TrainSchedule(epochs=epochs, max_steps=sae_steps, seed=seed), progress=progress, desc="sae")
     enc = {"w_enc": sae.w_enc.detach().double(), "b_enc": sae.b_enc.detach().double()}
     return sae.directions().detach().double(), sae.b_dec.detach().double() * scale, {
         name: (v * scale if name == "b_enc" else v) for name, v in enc.items()}
@@ -456,9 +458,9 @@ def _evidence(probe: Probe, layer: str, data: Any, size: int, result: Concepts, 
                            else torch.zeros(0, result.k))
 
 
-def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method: str = "nmf",
-             size: int | None = None, positions: int | None = 16, max_vectors: int = 50_000, held_out: float = 0.2,
-             top_n: int = 6, crop: int = 96, classes: bool | None = None, seed: int = 0, batch: int = 16,
+def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method: str = CONCEPT_METHOD,
+             size: int | None = None, positions: int | None = CONCEPT_POSITIONS, max_vectors: int = 50_000,
+             held_out: float = 0.2, top_n: int = TOP_K, crop: int = 96, classes: bool | None = None, seed: int = 0, batch: int = 16,
              max_iter: int = 400, top_k: int | None = None, sae_steps: int = 3000, sae_lr: float = 3e-3,
              sae_batch: int = 512, progress: bool = False) -> Concepts:
     """Learn `k` concepts of `layer` over `data` and find each one's evidence.

@@ -23,17 +23,9 @@ from .models.probe import Probe, as_probe, check_images, image_size
 from .optvis.inversion import check_latent, invert_features, latent_size
 from .optvis.param import ImageParam
 from .optvis.transforms import Transform, Translate
+from .settings import INVERT_JITTER, INVERT_LR, INVERT_PARAM, INVERT_STEPS, INVERT_TV
 from .validate import check_positive_int
 
-# Defaults of optimization-based inversion, chosen by `python benchmarks/invert_lite0.py sweep` on four tuning photos
-# (Lite0 blocks.2, 128 px: the FFT image, Adam 0.05, a 2-pixel shift, total variation 0.05, 300 steps; the sweep's
-# figures are in benchmarks/README.md). `python benchmarks/invert_lite0.py layers` reports them per layer on the six
-# other bundled photos.
-INVERT_STEPS = 300
-INVERT_PARAM = "fft"
-INVERT_LR = 0.05
-INVERT_TV = 0.05
-INVERT_JITTER = 2
 INVERT_POLISH = 0.2  # the last fifth of the steps without shifts and total variation (see invert's docstring)
 
 

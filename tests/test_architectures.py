@@ -14,6 +14,7 @@ from invviz.ifv import realize, recover_objective
 from invviz.models import Preprocessing, Probe
 from invviz.optvis import channel
 from invviz.priors import CompactGenerator, dgn_am, ppgn_h
+from invviz.training import TrainSchedule
 
 
 def resnet():
@@ -64,7 +65,7 @@ def test_every_method_runs_at_a_non_native_size(make, layer):
     assert ppgn_h(model, gen, lambda h: h, 3, steps=2, size=SIZE).probability.shape == (2, 1)
     wrapped = FeatureAligned(model, layer, size=SIZE)
     data = torch.utils.data.DataLoader(torch.rand(4, 3, SIZE, SIZE), batch_size=2)
-    hist = train_aligned(wrapped, data, max_steps=1, progress=False)
+    hist = train_aligned(wrapped, data, schedule=TrainSchedule(max_steps=1), progress=False)
     assert len(hist) == 1 and all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in hist)
     assert invviz.invert(wrapped, torch.rand(1, 3, SIZE, SIZE)).images.shape == (1, 3, SIZE, SIZE)
     assert invviz.invert(model, torch.rand(1, 3, SIZE, SIZE), layer=layer, steps=2).images.shape == (1, 3, SIZE, SIZE)

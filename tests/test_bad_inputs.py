@@ -13,7 +13,7 @@ import invviz
 from invviz import errors as E
 from invviz.align import FeatureAligned, train_aligned
 from invviz.data import fashion_mnist, image_folder, load_image, load_photo
-from invviz.ifv import critical_space, match, realize, recover_objective, reoptimize, sample_targets
+from invviz.ifv import IFVObjective, critical_space, match, realize, recover_objective, reoptimize, sample_targets
 from invviz.models import Preprocessing, Probe, list_layers, load_model
 from invviz.optvis import (
     CPPNImage,
@@ -31,6 +31,7 @@ from invviz.optvis import (
 )
 from invviz.priors import (
     CompactGenerator,
+    PPGNSettings,
     code_statistics,
     dgn_am,
     load_generator_state,
@@ -38,7 +39,7 @@ from invviz.priors import (
     train_code_dae,
     train_generator,
 )
-from invviz.training import fit
+from invviz.training import TrainSchedule, fit
 
 PREP = Preprocessing(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32), source="test")
 
@@ -113,19 +114,22 @@ CASES = [
     ("realize-float-steps", lambda n, t: realize(n, "0", torch.ones(8), adam_steps=1.5), E.ObjectiveError, "int"),
     ("recover-zero-points", lambda n, t: recover_objective(n, "0", img(3, 8, 8), points=0), E.ObjectiveError,
      "points"),
-    ("recover-bad-aggregation", lambda n, t: recover_objective(n, "0", img(3, 8, 8), aggregation="median"),
+    ("recover-bad-aggregation", lambda n, t: recover_objective(n, "0", img(3, 8, 8),
+                                                               form=IFVObjective(aggregation="median")),
      E.ObjectiveError, "aggregation"),
+    ("recover-form-string", lambda n, t: recover_objective(n, "0", img(3, 8, 8), form="mean"), E.ObjectiveError,
+     "IFVObjective"),
     ("train-aligned-nan-lr", lambda n, t: train_aligned(FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)),
                                                         lr=float("nan")), E.SettingError, "lr"),
-    ("train-aligned-checkpoint-every-0", lambda n, t: train_aligned(
-        FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)), checkpoint_every=0, progress=False), E.SettingError,
-     "checkpoint_every"),
+    ("schedule-checkpoint-every-0", lambda n, t: TrainSchedule(checkpoint_every=0), E.SettingError, "checkpoint_every"),
+    ("train-aligned-schedule-dict", lambda n, t: train_aligned(FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)),
+                                                               schedule={"max_steps": 1}), E.SettingError,
+     "TrainSchedule"),
     ("train-aligned-negative-weight", lambda n, t: train_aligned(FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)),
                                                                  distill_weight=-1.0), E.SettingError, "distill"),
-    ("train-aligned-zero-max-steps", lambda n, t: train_aligned(FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)),
-                                                                max_steps=0, progress=False), E.SettingError,
-     "max_steps"),
-    ("fit-zero-epochs", lambda n, t: fit(lambda b, i: {}, [1], modules={}, optimizers={}, epochs=0), E.SettingError,
+    ("schedule-zero-max-steps", lambda n, t: TrainSchedule(max_steps=0), E.SettingError, "max_steps"),
+    ("fit-zero-epochs", lambda n, t: fit(lambda b, i: {}, [1], schedule=TrainSchedule(epochs=0),
+                                         modules={}, optimizers={}), E.SettingError,
      "epochs"),
     ("train-generator-negative-lr", lambda n, t: train_generator(gen(), lambda x: x.mean((2, 3)), None,
                                                                  loader(img(4, 3, 32, 32)), lr=-1.0),
@@ -134,7 +138,10 @@ CASES = [
     ("dgn-am-zero-steps", lambda n, t: dgn_am(n, gen(), channel("0", 0), steps=0), E.SettingError, "steps"),
     ("dgn-am-decay", lambda n, t: dgn_am(n, gen(), channel("0", 0), decay=1.5), E.ObjectiveError, "decay"),
     ("ppgn-zero-chains", lambda n, t: ppgn_h(n, gen(), lambda h: h, 1, chains=0), E.SettingError, "chains"),
-    ("ppgn-negative-eps", lambda n, t: ppgn_h(n, gen(), lambda h: h, 1, eps1=-1.0), E.ObjectiveError, "eps1"),
+    ("ppgn-negative-eps", lambda n, t: ppgn_h(n, gen(), lambda h: h, 1, settings=PPGNSettings(eps1=-1.0)),
+     E.ObjectiveError, "eps1"),
+    ("ppgn-settings-dict", lambda n, t: ppgn_h(n, gen(), lambda h: h, 1, settings={"eps1": 1e-3}), E.ObjectiveError,
+     "PPGNSettings"),
     ("ppgn-reset-0", lambda n, t: ppgn_h(n, gen(), lambda h: h, 1, reset_every=0), E.SettingError, "reset_every"),
     ("atlas-batch-0", lambda n, t: invviz.atlas(n, ["0"], t / "a", batch=0), E.SettingError, "batch"),
     # paths that cannot be written, found before the work starts

@@ -74,14 +74,34 @@ def test_bad_options_are_argparse_errors_and_help_shows_defaults(capsys):
 
 
 def test_cli_defaults_are_the_library_defaults():
-    from invviz.align.wrapper import ALIGN_STEPS
-    from invviz.microscope import ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_STEPS, ATLAS_TRANSFORMS
+    """Every default the command line shows is the library's own (read here from the functions' signatures), so a
+    default changed in one place cannot leave the other behind."""
+    import inspect
 
-    args = build_parser().parse_args(["align", "resnet18", "--data", "chelsea"])
-    assert args.align_steps == ALIGN_STEPS
-    args = build_parser().parse_args(["atlas", "resnet18", "--layers", "layer1", "--out", "site"])
-    assert (args.steps, args.lr, args.lr_schedule, args.transforms) == (ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE,
-                                                                        ATLAS_TRANSFORMS)
+    from invviz.align import FeatureAligned, train_aligned
+    from invviz.training import TrainSchedule
+
+    def default(fn, name):
+        return inspect.signature(fn).parameters[name].default
+
+    base = ["resnet18"]
+    cases = {
+        ("visualize", *base, "layer1", "0"): {"size": (invviz.visualize, "size"), "param": (invviz.visualize, "param")},
+        ("align", *base, "--data", "chelsea"): {
+            "align_steps": (FeatureAligned, "steps"), "lr": (train_aligned, "lr"), "epochs": (TrainSchedule, "epochs"),
+            "preserve": (FeatureAligned, "preserve"), "trainable": (FeatureAligned, "trainable")},
+        ("invert", *base, "chelsea"): {"param": (invviz.invert, "param")},
+        ("atlas", *base, "--layers", "layer1", "--out", "site"): {
+            name: (invviz.atlas, name) for name in ("steps", "size", "param", "batch", "lr", "lr_schedule",
+                                                     "transforms", "top_k", "kind")},
+        ("concepts", *base, "--layer", "layer1", "--k", "3", "--out", "c"): {
+            "method": (invviz.concepts, "method"), "positions": (invviz.concepts, "positions"),
+            "top_n": (invviz.concepts, "top_n"), "render_size": (invviz.Concepts.render, "size")},
+    }
+    for argv, pairs in cases.items():
+        args = build_parser().parse_args(list(argv))
+        for dest, (fn, name) in pairs.items():
+            assert getattr(args, dest) == default(fn, name), (argv[0], dest)
     args = build_parser().parse_args(["visualize", "resnet18", "layer1", "0"])
     assert args.recipe == invviz.settings.DEFAULT_RECIPE and args.recipe in invviz.settings.RECIPES
     assert (args.steps, args.lr, args.lr_schedule, args.transforms) == (None,) * 4  # the recipe's, in the library

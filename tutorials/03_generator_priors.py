@@ -30,8 +30,9 @@ import torch
 from invviz.data import photo_crops
 from invviz.models import Probe
 from invviz.optvis import channel, class_logit
-from invviz.priors import (CompactGenerator, DeePSiMFc6, JointPrior, code_statistics, dgn_am,
-                           load_generator_state, ppgn_h, train_code_dae, train_generator)
+from invviz.priors import (CompactGenerator, DeePSiMFc6, JointPrior, PPGNSettings, code_statistics,
+                           dgn_am, load_generator_state, ppgn_h, train_code_dae, train_generator)
+from invviz.training import TrainSchedule
 from _common import DEVICE, SMALL, pick
 
 GEN_STEPS, STEPS, SIZE = pick((3, 4, 48), (3000, 200, 224))
@@ -46,11 +47,11 @@ encoder = Probe(model, "global_pool").latent       # images -> pooled features (
 comparator = Probe(model, "blocks.2").latent       # images -> flattened blocks.2 features: the comparator
 gen = CompactGenerator(code_dim=1280, size=64).to(DEVICE)
 loader = torch.utils.data.DataLoader(crops, batch_size=32, shuffle=True, generator=torch.Generator())
-hist = train_generator(gen, encoder, comparator, loader, max_steps=GEN_STEPS, progress=False)
+hist = train_generator(gen, encoder, comparator, loader, schedule=TrainSchedule(max_steps=GEN_STEPS), progress=False)
 print("pixel loss", hist[0]["pixel"], "->", hist[-1]["pixel"])
 stats = code_statistics(encoder, torch.utils.data.DataLoader(crops, batch_size=128), device=DEVICE)
 gen.set_code_bounds(stats["upper"])
-dae, _ = train_code_dae(stats["codes"], epochs=pick(3, 50), progress=False)
+dae, _ = train_code_dae(stats["codes"], schedule=TrainSchedule(epochs=pick(3, 50)), progress=False)
 with torch.no_grad():
     recon = gen(encoder(crops[:6]))
 invviz.plotting.show_images(torch.cat([crops[:6].cpu(), recon.cpu()]), ["photo"] * 6 + ["G(E(x))"] * 6);
@@ -76,7 +77,8 @@ invviz.plotting.show_images(torch.cat([cls.images, unit.images]), ["bee"] * 2 + 
 # %%
 pp = ppgn_h(model, gen, dae.to(DEVICE), 309, steps=STEPS, chains=3, size=SIZE, upper=gen.upper_bounds,
             save_every=max(1, STEPS // 10), threshold=0.0 if SMALL else 0.9)
-ex = ppgn_h(model, gen, JointPrior(encoder, gen), 309, steps=STEPS, chains=3, size=SIZE, gradient="exact",
+ex = ppgn_h(model, gen, JointPrior(encoder, gen), 309, settings=PPGNSettings(gradient="exact"), steps=STEPS, chains=3,
+            size=SIZE,
             upper=gen.upper_bounds)
 print("p at the end", pp.probability[-1].tolist(), "last image above the threshold", pp.kept.tolist())
 print(len(pp.samples), "samples kept along the chains, at steps", pp.sample_steps.tolist())

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
 from invviz.align import FeatureAligned, train_aligned
+from invviz.training import TrainSchedule
 from invviz.data import fashion_mnist
 from invviz.errors import DatasetNotFoundError
 from invviz.models.zoo import FashionResNet
@@ -79,7 +80,7 @@ if x_train is not None:
     wrapped = FeatureAligned(net, "layer3")
     print("predictions kept by:", wrapped.preserve)
     data = torch.utils.data.DataLoader(x_train, batch_size=64, shuffle=True, generator=torch.Generator())
-    hist = train_aligned(wrapped, data, max_steps=pick(30, 2800), lr=1e-3, progress=False)
+    hist = train_aligned(wrapped, data, schedule=TrainSchedule(max_steps=pick(30, 2800)), lr=1e-3, progress=False)
     rec = invviz.invert(wrapped, x_test[:8].to(DEVICE))
     with torch.no_grad():
         kept = wrapped(x_test.to(DEVICE)).argmax(1).cpu()
@@ -95,7 +96,7 @@ if x_train is not None:
 # %%
 if x_train is not None:
     pooled = FeatureAligned(net, "global_pool")
-    train_aligned(pooled, data, max_steps=pick(30, 2800), lr=1e-3, progress=False)
+    train_aligned(pooled, data, schedule=TrainSchedule(max_steps=pick(30, 2800)), lr=1e-3, progress=False)
     rec_pool = invviz.invert(pooled, x_test[:8].to(DEVICE))
     print(rec_pool)
     invviz.plotting.show_images(torch.cat([x_test[:8], rec_pool.images]), ["test image"] * 8 + ["decoded"] * 8);
@@ -130,7 +131,7 @@ held = photo_crops(4, size, names=names[-2:], seed=1).to(DEVICE)
 lite = FeatureAligned(model, "blocks.4", size=size)
 print("predictions kept by:", lite.preserve)
 crops = torch.utils.data.DataLoader(train, batch_size=16, shuffle=True, generator=torch.Generator())
-train_aligned(lite, crops, max_steps=pick(3, 600), lr=1e-4, progress=False)
+train_aligned(lite, crops, schedule=TrainSchedule(max_steps=pick(3, 600)), lr=1e-4, progress=False)
 after = invviz.invert(lite, held)
 print(after)
 invviz.plotting.show_images(torch.cat([held.cpu(), after.images]), ["held-out crop"] * 4 + ["decoded"] * 4);

@@ -42,6 +42,7 @@ from ..models.capture import Capture, forward_events, resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
 from ..models.probe import Probe, as_probe, image_size, model_dtype
 from ..models.state import frozen_eval
+from ..settings import ALIGN_LR, ALIGN_PRESERVE, ALIGN_STEPS, ALIGN_TRAINABLE, TrainSchedule, train_schedule
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.loop import batch_images
@@ -135,7 +136,6 @@ def _grid_of(row) -> int:
 
 
 MIN_STEP = 0.0  # calibrate()'s floor on the step sizes (0: the plain line search; benchmarks/README.md)
-ALIGN_STEPS = 2  # T: chosen by benchmarks/fa_wrapper_fashion.py (rows A1 and A5)
 
 
 class FeatureAligned(nn.Module):
@@ -172,8 +172,8 @@ class FeatureAligned(nn.Module):
 
     def __init__(self, model: nn.Module | Probe, layer: str | None = None, *, steps: int = ALIGN_STEPS, tau: float = 1.0,
                  learn_tau: bool = True, init: str = "zeros", init_scale: float = 0.1, learn_r0: bool = True,
-                 seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = "auto",
-                 trainable: str = "encoder", lora_rank: int = 8, preprocessing: Preprocessing | None = None,
+                 seed: int = 0, size: int | tuple[int, int] | None = None, preserve: str = ALIGN_PRESERVE,
+                 trainable: str = ALIGN_TRAINABLE, lora_rank: int = 8, preprocessing: Preprocessing | None = None,
                  layouts: dict[str, str] | None = None, leak: float = 0.0) -> None:
         super().__init__()
         given = as_probe(model, preprocessing=preprocessing, layouts=layouts)
@@ -536,12 +536,12 @@ def _run_with_latent(model: nn.Module, layer: str, x: torch.Tensor, z: torch.Ten
         return cap.forward(x).flatten(1)
 
 
-def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *, epochs: int = 1,
-                  max_steps: int | None = None, lr: float = 1e-3, distill_weight: float = 1.0,
+def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLike[str], *,
+                  schedule: TrainSchedule = TrainSchedule(), lr: float = ALIGN_LR, distill_weight: float = 1.0,
                   recon_weight: float = 1.0, feature_weight: float = 0.0, anchor_weight: float = 0.0,
-                  decoder_lr: float | None = None, batch_size: int = 64, checkpoint: str | os.PathLike[str] | None = None, checkpoint_every: int = 200,
-                  resume: bool = True, amp: bool | None = None, progress: bool = True, seed: int = 0,
-                  calibrate: bool = True) -> list[dict[str, float]]:
+                  decoder_lr: float | None = None, batch_size: int = 64,
+                  checkpoint: str | os.PathLike[str] | None = None, resume: bool = True, amp: bool | None = None,
+                  progress: bool = True, calibrate: bool = True) -> list[dict[str, float]]:
     """Fine-tune `wrapper` on images in [0, 1]: any DataLoader of tensors or `(images, labels)`, or an image folder.
 
     Adam(lr, betas (0.5, 0.999)) on the trainable parameters (see :class:`FeatureAligned`), `r_0` and the step sizes;
@@ -549,13 +549,16 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     default; attention uses PyTorch's math kernel while training (fused attention kernels have no double
     backward). The step sizes are first set by a line search on the first batch (`calibrate`). `r_0` and the step
     sizes learn at `decoder_lr` (default: `lr`). The reconstruction loss is the mean squared error per pixel, so the
-    weights of the other terms mean the same at any image size, batch and latent width. Runs unchanged under
-    `torchrun` (see :func:`invviz.training.fit`). Returns the per-step losses.
+    weights of the other terms mean the same at any image size, batch and latent width. How long it trains, how
+    often it saves and its seed are `schedule` (:class:`~invviz.training.TrainSchedule`, e.g.
+    `TrainSchedule(max_steps=600)`). Runs unchanged under `torchrun` (see :func:`invviz.training.fit`). Returns the
+    per-step losses.
     """
     if not isinstance(wrapper, FeatureAligned):
         raise ModelTypeError(f"train_aligned trains an invviz.align.FeatureAligned; wrap your model first:"
                              f" FeatureAligned(model); got {type(wrapper).__name__}")
     lr = check_learning_rate(lr)
+    schedule = train_schedule(schedule)
     decoder_lr = lr if decoder_lr is None else check_learning_rate(decoder_lr, "decoder_lr")
     for name, w in (("distill_weight", distill_weight), ("recon_weight", recon_weight),
                     ("feature_weight", feature_weight), ("anchor_weight", anchor_weight)):
@@ -566,7 +569,8 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     if isinstance(data, (str, os.PathLike)):
         from ..data import image_folder
 
-        data = image_folder(data, size=wrapper.size, batch_size=batch_size, channels=wrapper.channels, seed=seed)
+        data = image_folder(data, size=wrapper.size, batch_size=batch_size, channels=wrapper.channels,
+                            seed=schedule.seed)
     device = model_device(wrapper.model)
     amp = device.type == "cuda" if amp is None else amp
     decoder = [p for p in (wrapper.r0, wrapper.log_tau) if p.requires_grad]
@@ -597,9 +601,8 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
     try:
         with sdpa_kernel([SDPBackend.MATH]), double_differentiable(wrapper.model), \
                 double_differentiable(wrapper.teacher):
-            return fit(step, data, modules={"wrapper": wrapper}, optimizers={"adam": opt}, epochs=epochs,
-                       max_steps=max_steps, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
-                       seed=seed, progress=progress, desc="feature alignment")
+            return fit(step, data, modules={"wrapper": wrapper}, optimizers={"adam": opt}, schedule=schedule,
+                       checkpoint=checkpoint, resume=resume, progress=progress, desc="feature alignment")
     finally:
         for m, mode in modes:
             m.training = mode

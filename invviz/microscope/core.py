@@ -19,7 +19,7 @@ from ..models.loading import Preprocessing
 from ..models.probe import Probe, as_probe, image_size
 from ..optvis.render import visualize
 from ..plotting import image_grid
-from ..settings import RECIPES
+from ..settings import ATLAS_BATCH, RECIPES, RENDER_PARAM, RENDER_SIZE, TOP_K, UNIT_KIND
 from ..training import distributed as ddp
 from ..validate import check_positive_int
 from .examples import _examples
@@ -81,11 +81,12 @@ ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = _FAST.steps, _FAST.
 
 
 def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,
-          units: Sequence[int] | dict[str, Sequence[int]] | None = None, steps: int = ATLAS_STEPS, size: int = 128,
-          param: str = "fft", batch: int = 16, lr: float = ATLAS_LR, transforms: str = ATLAS_TRANSFORMS, seed: int = 0,
-          data: Any = "photos", top_k: int = 6, example_size: int = 96, data_size: int = 224,
+          units: Sequence[int] | dict[str, Sequence[int]] | None = None, steps: int = ATLAS_STEPS,
+          size: int = RENDER_SIZE, param: str = RENDER_PARAM, batch: int = ATLAS_BATCH, lr: float = ATLAS_LR,
+          transforms: str = ATLAS_TRANSFORMS, seed: int = 0, data: Any = "photos", top_k: int = TOP_K,
+          example_size: int = 96, data_size: int = 224,
           attribution: bool = False, resume: bool = True, progress: bool = True, title: str | None = None,
-          preprocessing: Preprocessing | None = None, kind: str = "channel",
+          preprocessing: Preprocessing | None = None, kind: str = UNIT_KIND,
           directions: dict[str, torch.Tensor] | None = None, lr_schedule: str = ATLAS_LR_SCHEDULE,
           concepts: Any = None) -> Atlas:
     """Render every chosen unit of `layers` into `out_dir` and write a browsable site (`index.html`).

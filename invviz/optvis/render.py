@@ -18,7 +18,7 @@ from ..errors import DeviceError, DeviceMemoryError, ImageSizeError, NonFiniteEr
 from ..models.capture import Layout
 from ..models.loading import Preprocessing
 from ..models.probe import Probe, as_probe, image_size
-from ..settings import DEFAULT_RECIPE, RECIPES, Recipe
+from ..settings import DEFAULT_RECIPE, RECIPES, RENDER_PARAM, RENDER_SIZE, Recipe
 from ..training import schedule
 from ..validate import check_learning_rate, check_positive_int
 from .objectives import IMAGE, Objective, as_objective
@@ -340,9 +340,9 @@ def visualize(
     objective: object,
     *,
     steps: int | None = None,
-    size: int | Sequence[int] = 128,
+    size: int | Sequence[int] = RENDER_SIZE,
     batch: int | None = None,
-    param: str | ImageParam = "fft",
+    param: str | ImageParam = RENDER_PARAM,
     transforms: str | Transform | Sequence[Transform] | None = None,
     lr: float | None = None,
     seed: int | None = 0,

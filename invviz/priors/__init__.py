@@ -10,6 +10,7 @@ generators and code priors they need.
 - Samplers: :func:`dgn_am`, :func:`ppgn_h`, batched over chains, on any core objective.
 """
 
+from ..settings import PPGNSettings
 from .generators import CompactGenerator, DeePSiMFc6, GeneratorImage, ImageGenerator, load_generator_state
 from .samplers import (
     CodeSampler,
@@ -24,4 +25,4 @@ from .trainers import CodeDAE, JointPrior, code_statistics, train_code_dae, trai
 
 __all__ = ["CompactGenerator", "DeePSiMFc6", "GeneratorImage", "ImageGenerator", "load_generator_state",
            "CodeSampler", "SamplerResult", "authors_class_term", "class_log_probability", "class_probability",
-           "dgn_am", "ppgn_h", "CodeDAE", "JointPrior", "code_statistics", "train_code_dae", "train_generator"]
+           "dgn_am", "ppgn_h", "PPGNSettings", "CodeDAE", "JointPrior", "code_statistics", "train_code_dae", "train_generator"]

@@ -23,6 +23,7 @@ from ..models.probe import Probe, as_probe
 from ..models.state import frozen_eval
 from ..optvis.objectives import Objective, as_objective, custom
 from ..optvis.render import render
+from ..settings import PPGNSettings
 from ..training import schedule
 from ..validate import check_positive_int
 from .generators import GeneratorImage, ImageGenerator
@@ -211,20 +212,20 @@ def dgn_am(model: nn.Module | Probe, generator: ImageGenerator, objective: objec
 
 
 def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, target: int | Objective, *,
-           eps1: float = 1e-5, eps2: float = 1.0, eps3: float = 1e-17, lr: float = 1.0, lr_end: float | None = None,
-           steps: int = 200, upper: float | torch.Tensor | None = 30.0, gradient: str = "authors",
+           settings: PPGNSettings = PPGNSettings(), steps: int = 200, upper: float | torch.Tensor | None = 30.0,
            init: str | torch.Tensor = "noise", chains: int = 1, reset_every: int | None = None,
            threshold: float = 0.9, save_every: int | None = None, size: int | None = None, seed: int = 0,
            progress: bool = False) -> SamplerResult:
     """PPGN-h: a Langevin-style chain on codes with prior `R` (a code DAE, or `E(G(h))`; see
-    :mod:`invviz.priors.training`). `target` is a class index (then `gradient="authors"` uses `(1 - p) d logit`,
-    `"exact"` the log-softmax gradient) or any core objective for hidden units. Chains are reset to fresh noise every
+    :mod:`invviz.priors.training`). `target` is a class index (then `settings.gradient="authors"` uses `(1 - p) d
+    logit`, `"exact"` the log-softmax gradient) or any core objective for hidden units. `settings` holds the step's
+    weights and rates (:class:`~invviz.priors.PPGNSettings`). Chains are reset to fresh noise every
     `reset_every` steps; `kept` marks chains whose final class probability is at least `threshold`.
 
     The defaults are the authors', for fc6 codes in [0, 30]. `lr` is the mean absolute step per code unit and the eps
     weigh the terms of one normalized step, so both depend on the code's range and on the size of the class gradient:
-    for EfficientNet-Lite0's pooled ReLU6 features as the code (each in [0, 6]), `lr=0.5, eps1=1e-3` (chosen on
-    held-out classes) bring more chains to p >= 0.9 than the defaults, with less diverse last images (README,
+    for EfficientNet-Lite0's pooled ReLU6 features as the code (each in [0, 6]), `PPGNSettings(lr=0.5, eps1=1e-3)`
+    (chosen on held-out classes) bring more chains to p >= 0.9 than the defaults, with less diverse last images (README,
     generator priors).
 
     `save_every=N` keeps, as the authors' sampler does, the image of every chain at steps N, 2N, ... (before that
@@ -238,13 +239,11 @@ def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, ta
         raise ModelTypeError(f"the prior must be a callable on codes (a CodeDAE, JointPrior, or a function h -> R(h));"
                              f" got {type(prior).__name__}")
     check_positive_int(reset_every, "reset_every", allow_none=True)
-    for name, value in (("eps1", eps1), ("eps2", eps2), ("eps3", eps3), ("lr", lr)):
-        if not (value >= 0 and value == value) or value > 1e3:
-            raise ObjectiveError(f"{name} must be a finite number in [0, 1e3]; got {value}")
+    if not isinstance(settings, PPGNSettings):
+        raise ObjectiveError(f"settings is an invviz.priors.PPGNSettings, e.g. PPGNSettings(lr=0.5, eps1=1e-3); got"
+                             f" {type(settings).__name__}")
     if save_every is not None and (not isinstance(save_every, int) or save_every < 1):
         raise ObjectiveError(f"save_every must be a positive int or None; got {save_every!r}")
-    if gradient not in ("authors", "exact"):
-        raise ObjectiveError(f"gradient must be 'authors' or 'exact'; got {gradient!r}")
     gen = torch.Generator().manual_seed(seed)
     monitor: dict[str, Objective] = {}
     if isinstance(target, Objective):
@@ -253,7 +252,7 @@ def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, ta
         unit = _class_index(target)
         n_out = probe.reading([""]).channels("", size or generator.image_size)  # the class probe, resized as needed
         _check_class(n_out, unit)
-        obj = authors_class_term(unit) if gradient == "authors" else class_log_probability(unit)
+        obj = authors_class_term(unit) if settings.gradient == "authors" else class_log_probability(unit)
         monitor["p"] = class_probability(unit)
     codes = _initial_codes(generator, init, chains, gen)
     bound = _bounds(generator, upper)
@@ -263,9 +262,10 @@ def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, ta
         return _initial_codes(generator, "noise", h.shape[0], gen).to(h.device)
 
     def sampler(params):
-        return CodeSampler(params, steps=steps, lr=lr, lr_end=lr if lr_end is None else lr_end, upper=bound,
-                           prior=prior, eps1=eps1, eps2=eps2, eps3=eps3, reset_every=reset_every, reset=fresh,
-                           generator=gen)
+        st = settings
+        return CodeSampler(params, steps=steps, lr=st.lr, lr_end=st.lr if st.lr_end is None else st.lr_end,
+                           upper=bound, prior=prior, eps1=st.eps1, eps2=st.eps2, eps3=st.eps3, reset_every=reset_every,
+                           reset=fresh, generator=gen)
 
     # the image after k updates is the one step k (0-based) evaluates, so prob[k] is its class probability
     keep = bool(save_every) and "p" in monitor  # samples are kept by class probability: classes only

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import DataError, ModelTypeError, ObjectiveError
 from ..models.loading import model_device
 from ..models.state import frozen_eval
+from ..settings import TrainSchedule, train_schedule
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.discriminator import Discriminator
@@ -32,11 +33,11 @@ def _images(batch: Any) -> torch.Tensor:
 
 
 def train_generator(generator: ImageGenerator, encoder: Features, comparator: Features | None,
-                    loader: Iterable[Any], *, epochs: int = 1, max_steps: int | None = None, lr: float = 2e-4,
+                    loader: Iterable[Any], *, schedule: TrainSchedule = TrainSchedule(), lr: float = 2e-4,
                     pixel_weight: float = 1.0, feature_weight: float = 0.01, adversarial_weight: float = 0.001,
                     discriminator: nn.Module | None = None, balance: float = 10.0,
-                    checkpoint: str | os.PathLike[str] | None = None, resume: bool = True, progress: bool = True,
-                    seed: int = 0) -> list[dict[str, float]]:
+                    checkpoint: str | os.PathLike[str] | None = None, resume: bool = True, progress: bool = True
+                    ) -> list[dict[str, float]]:
     """Train `generator` so that `G(E(x)) ~ x` for images `x` in [0, 1] from `loader`.
 
     Loss: `pixel_weight |G(h) - x|^2 + feature_weight |C(G(h)) - C(x)|^2 + adversarial_weight * GAN` with `h =
@@ -52,6 +53,7 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
             raise ModelTypeError(f"the {name} must be a callable images -> features, e.g."
                                  f" invviz.models.Probe(model, 'global_pool').latent; got {type(fn).__name__}")
     lr = check_learning_rate(lr)
+    schedule = train_schedule(schedule)
     device = model_device(generator)
     disc = (discriminator or Discriminator()).to(device) if adversarial_weight else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -101,8 +103,8 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
     modes = [(m, m.training) for m in generator.modules()]
     generator.train()
     try:
-        return fit(step, loader, modules=modules, optimizers=optimizers, epochs=epochs, max_steps=max_steps,
-                   checkpoint=checkpoint, resume=resume, progress=progress, seed=seed, desc="generator")
+        return fit(step, loader, modules=modules, optimizers=optimizers, schedule=schedule, checkpoint=checkpoint,
+                   resume=resume, progress=progress, desc="generator")
     finally:
         for m, mode in modes:  # every module's flag as the call found it
             m.training = mode
@@ -129,8 +131,8 @@ class CodeDAE(nn.Module):
         return F.relu(self.net(h))  # codes are non-negative
 
 
-def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 512, epochs: int = 50,
-                   batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 512,
+                   schedule: TrainSchedule = TrainSchedule(epochs=50), batch_size: int = 64, lr: float = 1e-3,
                    checkpoint: str | os.PathLike[str] | None = None, progress: bool = True
                    ) -> tuple[CodeDAE, list[dict[str, float]]]:
     """Train a :class:`CodeDAE` on codes `(N, d)`; the noise is `noise_sd` times each unit's standard deviation."""
@@ -143,7 +145,8 @@ def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 
     if not bool(torch.isfinite(codes).all()):
         raise DataError("codes must be finite (no NaN or infinity)")
     lr = check_learning_rate(lr)
-    torch.manual_seed(seed)
+    schedule = train_schedule(schedule)
+    torch.manual_seed(schedule.seed)
     dae = CodeDAE(codes.shape[1], hidden)
     scale = codes.std(0, keepdim=True).clamp(min=1e-6) * noise_sd
     opt = torch.optim.Adam(dae.parameters(), lr=lr)
@@ -156,8 +159,8 @@ def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 
         opt.step()
         return {"loss": loss.detach()}
 
-    hist = fit(step, loader, modules={"dae": dae}, optimizers={"adam": opt}, epochs=epochs, checkpoint=checkpoint,
-               progress=progress, seed=seed, desc="code DAE")
+    hist = fit(step, loader, modules={"dae": dae}, optimizers={"adam": opt}, schedule=schedule, checkpoint=checkpoint,
+               progress=progress, desc="code DAE")
     return dae.eval(), hist
 
 

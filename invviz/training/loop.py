@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, DataError, NonFiniteError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
-from ..validate import check_positive_int
+from ..settings import TrainSchedule, train_schedule
 from . import distributed as ddp
 
 StepFn = Callable[[Any, int], Mapping[str, float | torch.Tensor]]
@@ -76,22 +76,20 @@ def fit(
     modules: Mapping[str, nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
     schedulers: Mapping[str, Any] | None = None,
-    epochs: int = 1,
-    max_steps: int | None = None,
+    schedule: TrainSchedule = TrainSchedule(),
     checkpoint: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 200,
     resume: bool = True,
-    seed: int = 0,
     progress: bool = True,
     desc: str = "train",
 ) -> list[dict[str, float]]:
-    """Run `step_fn(batch, step)` over `loader` for `epochs` (or `max_steps`); returns the per-step logs.
+    """Run `step_fn(batch, step)` over `loader` for `schedule.epochs` (or `schedule.max_steps`); returns the per-step
+    logs.
 
     `step_fn` does its own forward, backward and optimizer steps and returns named losses; the first one is checked
-    for finiteness. The loader is reshuffled from `seed + epoch` each epoch (when it has a `generator`), so a resumed
+    for finiteness. The loader is reshuffled from `schedule.seed + epoch` each epoch (when it has a `generator`), so a resumed
     run sees the same batches: resuming from a checkpoint gives the identical next step. With `checkpoint`, the state
     of `modules`, `optimizers` and `schedulers`, the step, the RNG state and the log are written atomically every
-    `checkpoint_every` steps and at the end; the path is checked before the first step; a non-finite loss stops
+    `schedule.checkpoint_every` steps and at the end; the path is checked before the first step; a non-finite loss stops
     training with an error and leaves the last good checkpoint in place.
 
     Under `torchrun` (see :mod:`invviz.training.distributed`) every rank takes its share of each global batch
@@ -99,9 +97,8 @@ def fit(
     are the means over the ranks, and rank 0 writes the checkpoints: the same global batch gives the same loss
     trajectory as one process, within float tolerance.
     """
-    check_positive_int(epochs, "epochs")
-    check_positive_int(max_steps, "max_steps", allow_none=True)
-    check_positive_int(checkpoint_every, "checkpoint_every")
+    schedule = train_schedule(schedule)
+    epochs, max_steps, seed = schedule.epochs, schedule.max_steps, schedule.seed
     schedulers = dict(schedulers or {})
     ddp.setup()
     main = ddp.is_main()
@@ -166,7 +163,7 @@ def fit(
                 bar.update(1)
                 if progress and step % 10 == 0:
                     bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
-                if path and step % checkpoint_every == 0:
+                if path and step % schedule.checkpoint_every == 0:
                     save_now()
                 if max_steps is not None and step >= max_steps:
                     done = True

@@ -26,7 +26,7 @@ from invviz.align import (
 )
 from invviz.errors import CheckpointError, ImageSizeError, NonFiniteError, ObjectiveError
 from invviz.models import Preprocessing
-from invviz.training import fit
+from invviz.training import TrainSchedule, fit
 
 
 def test_one_step_from_zero_on_a_linear_layer_is_w_transpose():
@@ -107,7 +107,8 @@ def test_wrapper_leaves_the_user_model_alone_and_resumes_identically(tmp_path):
     def run(ckpt, steps, resume=True):
         torch.manual_seed(1)
         w = FeatureAligned(net, "3")
-        return w, train_aligned(w, loader, max_steps=steps, lr=1e-3, checkpoint=ckpt, checkpoint_every=2,
+        return w, train_aligned(w, loader, schedule=TrainSchedule(max_steps=steps, checkpoint_every=2),
+                                lr=1e-3, checkpoint=ckpt,
                                 resume=resume, progress=False)
 
     full_ckpt, part_ckpt = tmp_path / "full.pt", tmp_path / "part.pt"
@@ -137,8 +138,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         return {"loss": loss}
 
     with pytest.raises(NonFiniteError, match="step 2"):
-        fit(step, [torch.ones(1, 2)] * 10, modules={"lin": lin}, optimizers={"sgd": opt}, checkpoint=ckpt,
-            checkpoint_every=2, progress=False)
+        fit(step, [torch.ones(1, 2)] * 10, schedule=TrainSchedule(checkpoint_every=2),
+            modules={"lin": lin}, optimizers={"sgd": opt}, checkpoint=ckpt, progress=False)
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["modules"]["lin"].values())
 

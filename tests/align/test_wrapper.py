@@ -14,6 +14,7 @@ import invviz
 from invviz.align import FeatureAligned, default_latent_layer, train_aligned
 from invviz.models import Preprocessing, Probe
 from invviz.models.zoo import FashionResNet
+from invviz.training import TrainSchedule
 
 
 def data(n=16, channels=1, size=28):
@@ -31,7 +32,7 @@ def test_projection_keeps_the_predictions_exactly_while_the_latent_changes(layer
     assert wrapped.preserve == "projection"
     x = torch.rand(32, 1, 28, 28)
     z0 = wrapped.encode(x)
-    hist = train_aligned(wrapped, data(), max_steps=6, lr=3e-3, progress=False)
+    hist = train_aligned(wrapped, data(), schedule=TrainSchedule(max_steps=6), lr=3e-3, progress=False)
     if layer == "layer3":  # the pooled latent learns slowly; its exactness is what is tested here
         assert hist[-1]["recon"] < hist[0]["recon"]
     with torch.no_grad():
@@ -50,13 +51,13 @@ def test_a_deeper_latent_is_kept_by_distillation_and_lora_trains_only_adapters()
     net = FashionResNet(width=8).eval()
     wrapped = FeatureAligned(net, "layer2")
     assert wrapped.preserve == "distill"
-    hist = train_aligned(wrapped, data(), max_steps=3, lr=1e-3, progress=False)
+    hist = train_aligned(wrapped, data(), schedule=TrainSchedule(max_steps=3), lr=1e-3, progress=False)
     assert "distill" in hist[0] and torch.isfinite(torch.tensor(hist[-1]["loss"]))
     pytest.importorskip("peft")
     lora = FeatureAligned(net, "layer3", trainable="lora", lora_rank=2)
     trained = [n for n, p in lora.model.named_parameters() if p.requires_grad]
     assert trained and all("lora_" in n for n in trained)
-    train_aligned(lora, data(), max_steps=2, lr=1e-2, progress=False)
+    train_aligned(lora, data(), schedule=TrainSchedule(max_steps=2), lr=1e-2, progress=False)
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(lora(x), net(Probe(net, [""]).model_input(x)), atol=1e-4)
@@ -81,7 +82,8 @@ def test_latents_where_information_lives_and_the_result_says_which():
     x = torch.rand(2, 3, 64, 64)
     assert w.encode(x).shape[1] == Probe(vit, ["blocks.1"]).latent(x).shape[1] == 48 * 4 * 4  # no class token
     fused = [m.fused_attn for m in vit.modules() if hasattr(m, "fused_attn")]
-    train_aligned(w, torch.utils.data.DataLoader(x, batch_size=2), max_steps=1, progress=False)  # double backward
+    train_aligned(w, torch.utils.data.DataLoader(x, batch_size=2), schedule=TrainSchedule(max_steps=1),
+                  progress=False)  # double backward
     assert [m.fused_attn for m in vit.modules() if hasattr(m, "fused_attn")] == fused
 
 
@@ -131,7 +133,8 @@ def test_the_wrapper_trains_on_more_architectures_and_keeps_the_last_stage_exact
     assert (wrapped.layer, wrapped.preserve) == {"efficientnet_b0": ("bn2", "projection")}.get(
         name, (wrapped.layer, "distill"))
     images = torch.rand(4, 3, 64, 64)
-    hist = train_aligned(wrapped, torch.utils.data.DataLoader(images, batch_size=2), max_steps=1, progress=False)
+    hist = train_aligned(wrapped, torch.utils.data.DataLoader(images, batch_size=2), schedule=TrainSchedule(max_steps=1),
+                         progress=False)
     assert len(hist) == 1 and math.isfinite(hist[0]["recon"])
     if wrapped.preserve == "projection":
         with torch.no_grad():

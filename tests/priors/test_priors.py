@@ -13,6 +13,7 @@ from invviz.priors import (
     CompactGenerator,
     DeePSiMFc6,
     JointPrior,
+    PPGNSettings,
     code_statistics,
     dgn_am,
     load_generator_state,
@@ -20,6 +21,7 @@ from invviz.priors import (
     train_code_dae,
     train_generator,
 )
+from invviz.training import TrainSchedule
 
 # (name, shape) of the published DeePSiM fc6 conversion: three FC(4096), then up-convolutions to 256 px
 PUBLISHED_FC6 = {
@@ -102,22 +104,24 @@ def test_ppgn_with_exact_prior_and_no_class_term_moves_codes_to_the_reconstructi
     h0 = torch.rand(2, 16)
     gap = (target - h0).abs().mean(dim=1, keepdim=True)  # > 0.3 for these draws
     # the authors' step: lr * d / mean|d| with d = eps1 (R(h) - h): straight toward R(h), lr per unit on average
-    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1, steps=1, init=h0, chains=2)
+    res = ppgn_h(net, gen, prior, 1, settings=PPGNSettings(eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1), steps=1, init=h0,
+                 chains=2)
     assert torch.allclose(res.codes, h0 + 0.1 * (target - h0) / gap, atol=1e-6)
-    res = ppgn_h(net, gen, prior, 1, eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1, steps=3, init=h0, chains=2)
+    res = ppgn_h(net, gen, prior, 1, settings=PPGNSettings(eps1=0.5, eps2=0.0, eps3=0.0, lr=0.1), steps=3, init=h0,
+                 chains=2)
     assert torch.allclose((res.codes - target).abs().mean(dim=1, keepdim=True), gap - 0.3, atol=1e-5)
     assert torch.allclose(torch.nn.functional.normalize(res.codes - target, dim=1),
                           torch.nn.functional.normalize(h0 - target, dim=1), atol=1e-5)
-    exact = ppgn_h(net, gen, prior, 1, eps1=1e-5, steps=3, lr=0.5, chains=2, gradient="exact")
+    exact = ppgn_h(net, gen, prior, 1, settings=PPGNSettings(eps1=1e-5, lr=0.5, gradient="exact"), steps=3, chains=2)
     assert exact.probability.shape == (3, 2) and exact.kept.shape == (2,)
     with pytest.raises(UnitIndexError):
         ppgn_h(net, gen, prior, 9, steps=1)
     with pytest.raises(ObjectiveError):
         ppgn_h(net, gen, prior, 1, save_every=0)
     with pytest.raises(ObjectiveError):
-        ppgn_h(net, gen, prior, 1, eps1=float("nan"))
+        ppgn_h(net, gen, prior, 1, settings=PPGNSettings(eps1=float("nan")))
     with pytest.raises(ObjectiveError):
-        ppgn_h(net, gen, prior, 1, gradient="sideways")
+        ppgn_h(net, gen, prior, 1, settings=PPGNSettings(gradient="sideways"))
 
 
 def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
@@ -126,7 +130,7 @@ def test_ppgn_keeps_the_samples_along_the_chain_that_pass_the_threshold():
     def prior(h):
         return 0.5 * h
 
-    run = dict(eps1=0.1, eps3=0.0, lr=0.5, chains=2, seed=3)
+    run = dict(settings=PPGNSettings(eps1=0.1, eps3=0.0, lr=0.5), chains=2, seed=3)
     every = ppgn_h(net, gen, prior, 1, steps=5, save_every=2, threshold=0.0, **run)
     assert every.sample_steps.tolist() == [2, 2, 4, 4] and every.sample_chains.tolist() == [0, 1, 0, 1]
     for k in (2, 4):  # a sample at step k is the last image of the same chain run for k steps
@@ -148,15 +152,15 @@ def test_generator_training_code_stats_and_dae():
     gen = CompactGenerator(code_dim=8, size=32, width=8).eval()
     images = torch.rand(16, 3, 32, 32)
     loader = torch.utils.data.DataLoader(images, batch_size=8, shuffle=True, generator=torch.Generator())
-    hist = train_generator(gen, enc, comp, loader, max_steps=12, lr=2e-3, progress=False)
+    hist = train_generator(gen, enc, comp, loader, schedule=TrainSchedule(max_steps=12), lr=2e-3, progress=False)
     assert hist[-1]["pixel"] < hist[0]["pixel"] and hooks_on(net) == 0 and not gen.training  # the mode it had
     gen.train()
-    train_generator(gen, enc, comp, loader, max_steps=1, lr=2e-3, progress=False)
+    train_generator(gen, enc, comp, loader, schedule=TrainSchedule(max_steps=1), lr=2e-3, progress=False)
     assert gen.training and all(m.training for m in gen.modules())
     stats = code_statistics(enc, loader)
     assert stats["upper"].shape == (8,) and (stats["upper"] > 0).all()
     gen.set_code_bounds(stats["upper"])
-    dae, dh = train_code_dae(stats["codes"], epochs=30, batch_size=8, progress=False)
+    dae, dh = train_code_dae(stats["codes"], schedule=TrainSchedule(epochs=30), batch_size=8, progress=False)
     assert dh[-1]["loss"] < dh[0]["loss"] and isinstance(dae, CodeDAE)
     joint = JointPrior(enc, gen)
     assert joint(stats["codes"][:2]).shape == (2, 8)
@@ -177,7 +181,8 @@ def test_ppgn_default_class_term_is_the_authors_one_minus_p_times_the_logit_grad
     p = torch.softmax(logits, 1)[:, 2].detach()
     g_logit = torch.autograd.grad(logits[:, 2].sum(), h)[0]
     eps1 = float(g_logit.abs().mean() / h0.abs().mean())  # the prior and class terms of equal size
-    res = ppgn_h(net, gen, lambda h: torch.zeros_like(h), 2, eps1=eps1, eps3=0.0, lr=0.1, steps=1, init=h0, chains=2)
+    res = ppgn_h(net, gen, lambda h: torch.zeros_like(h), 2, settings=PPGNSettings(eps1=eps1, eps3=0.0, lr=0.1),
+                 steps=1, init=h0, chains=2)
 
     def step(g):
         d = eps1 * (0 - h0) + g
@@ -191,7 +196,7 @@ def test_ppgn_reset_every_restarts_the_chains():
     """With a reset after every step the chains forget where they started; without, they do not."""
     net, gen = small_classifier(), small_generator()
     a, b = torch.rand(2, 16), torch.rand(2, 16) + 1.0
-    run = dict(eps1=1e-3, lr=0.5, steps=3, chains=2, seed=5)
+    run = dict(settings=PPGNSettings(eps1=1e-3, lr=0.5), steps=3, chains=2, seed=5)
     reset_a = ppgn_h(net, gen, lambda h: h, 1, init=a, reset_every=1, **run).codes
     reset_b = ppgn_h(net, gen, lambda h: h, 1, init=b, reset_every=1, **run).codes
     plain_a = ppgn_h(net, gen, lambda h: h, 1, init=a, **run).codes
