@@ -83,8 +83,9 @@ ZOO = [  # families found as a new user would: (timm name, a layer, the render s
 @pytest.mark.slow
 @pytest.mark.parametrize("name, layer, size", ZOO, ids=[z[0] for z in ZOO])
 def test_zoo_renders_and_is_left_as_it_was(name, layer, size):
-    """Random weights, tiny sizes: every family renders with both recipes, and after top_units and
-    recover_objective the model is as it was (flags, caches) and can still be deep-copied and wrapped."""
+    """Random weights, tiny sizes: every family renders with both recipes, takes data passes (top_units, concepts)
+    at a size it cannot take itself, and after them and recover_objective the model is as it was (flags, caches) and
+    can still be deep-copied and wrapped."""
     import copy
     import warnings
 
@@ -101,7 +102,9 @@ def test_zoo_renders_and_is_left_as_it_was(name, layer, size):
             r = invviz.visualize(model, layer, [0, 1], steps=2, size=size, recipe=recipe, progress=False)
             assert r.images.shape == (2, 3, size, size) and torch.isfinite(r.final).all()
         photo = invviz.data.load_photo("chelsea", size)
-        invviz.top_units(model, layer, photo, k=2)
+        odd = invviz.data.load_photo("chelsea", size + 5)  # a size DLA and HRNet cannot take: the probe fits it
+        invviz.top_units(model, layer, odd, k=2)
+        invviz.concepts(model, layer, torch.stack([odd, odd.flip(2)]), 2, method="pca", size=size + 5, top_n=1)
         recover_objective(model, layer, photo * 0.9 + 0.05, points=1)
     assert flags_of(model) == flags and hooks_on(model) == 0
     copy.deepcopy(model)

@@ -124,7 +124,7 @@ class Probe:
     """Images in [0, 1] -> features `(B, C, H, W)` of chosen layers of a model.
 
     It owns, for every method: the model's preprocessing (normalization inside the forward), the resize for models
-    that take one input size only, the model's dtype and device, frozen weights and eval mode (restored after, with
+    that take one input size only (and, for models that take only multiples of a stride, to the nearest such size), the model's dtype and device, frozen weights and eval mode (restored after, with
     `freeze=False` for training), the capture of the layers (one :class:`Capture`, its layouts decided from the
     modules), error translation (an input shape the model cannot take is an :class:`ImageSizeError` naming the
     size it takes), and the channel count of a layer.
@@ -167,6 +167,9 @@ class Probe:
         self._stack: contextlib.ExitStack | None = None
         self._cap: Capture | None = None
         self._ok_shapes: set[tuple[int, ...]] = set()  # input shapes the model took, shared by every view
+        # sizes the model could not take -> the nearest it takes, and the multiple that worked (found once, shared)
+        self._fitted: dict[tuple[int, ...], tuple[int, int]] = {}
+        self._multiple: list[int] = []
         self._layout_cache: dict = {}  # layouts per input shape, kept across openings and shared by every view
         self._last_layouts: dict[str, LayerLayout] = {}
         self._clone = True
@@ -239,6 +242,8 @@ class Probe:
         x = images.to(device=self.device, dtype=self.dtype)
         if self.resize and self.preprocessing.fixed_input_size and tuple(x.shape[2:]) != self.native_size:
             x = F.interpolate(x, size=self.native_size, mode="bilinear", align_corners=False)
+        elif tuple(x.shape[1:]) in self._fitted:  # a size the model cannot take: the nearest it takes
+            x = F.interpolate(x, size=self._fitted[tuple(x.shape[1:])], mode="bilinear", align_corners=False)
         return self.normalize(x)
 
     def __call__(self, images: torch.Tensor, *, raw: bool = False) -> dict[str, torch.Tensor]:
@@ -254,16 +259,40 @@ class Probe:
                                  f" {self.channels_in}; got shape {tuple(images.shape)}")
         shape = tuple(images.shape[1:])
         x = self.model_input(images)
-        if shape in self._ok_shapes:
+        if shape in self._ok_shapes or shape in self._fitted:
             return self._cap.run(x, raw=raw)
         try:
             out = self._cap.run(x, raw=raw)
         except InvvizError:
             raise
         except (RuntimeError, AssertionError, ValueError, IndexError, TypeError) as err:
-            raise ImageSizeError(self._size_message(images, err)) from err
+            return self._fit_size(images, raw, err)
         self._ok_shapes.add(shape)
         return out
+
+    def _fit_size(self, images: torch.Tensor, raw: bool, err: Exception) -> dict[str, torch.Tensor]:
+        """Some models take only sizes that are multiples of their stride (skip connections that must line up, as
+        in DLA and HRNet). For a size such a model cannot take, the probe resizes the images to the nearest multiple
+        it takes, within a quarter of the size, and remembers the multiple (found once) and the size for next time;
+        otherwise the model's complaint becomes an :class:`ImageSizeError` naming the size the model takes."""
+        h, w = images.shape[2:]
+        if self.resize and not self.preprocessing.fixed_input_size:
+            for m in self._multiple or [8, 16, 32, 64]:
+                hw = (max(m, round(h / m) * m), max(m, round(w / m) * m))
+                if hw == (h, w) or abs(hw[0] - h) > h / 4 or abs(hw[1] - w) > w / 4:
+                    continue
+                self._fitted[tuple(images.shape[1:])] = hw  # model_input resizes to it
+                try:
+                    out = self._cap.run(self.model_input(images), raw=raw)
+                except InvvizError:
+                    del self._fitted[tuple(images.shape[1:])]
+                    raise
+                except (RuntimeError, AssertionError, ValueError, IndexError, TypeError):
+                    del self._fitted[tuple(images.shape[1:])]
+                    continue
+                self._multiple[:] = [m]
+                return out
+        raise ImageSizeError(self._size_message(images, err)) from err
 
     def _size_message(self, images: torch.Tensor, err: Exception) -> str:
         h, w = images.shape[2:]

@@ -10,7 +10,6 @@ import warnings
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -177,32 +176,20 @@ def render(
     bad = torch.zeros((), dtype=torch.bool, device=device)
     acc: torch.Tensor | None = None
 
-    fit_size = False  # resize transformed images to the render's size (for models that cannot take others)
-
     def evaluate(image: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        nonlocal fit_size
         if probe is None:
             feats: dict[str, torch.Tensor] = {}
         else:
             if x.shape[-1] < 1 or x.shape[-2] < 1:
                 raise ImageSizeError(f"the transforms left an image of {tuple(x.shape[2:])} px from"
                                      f" {tuple(image.shape[2:])}; use smaller jitter/scale or a larger size")
-            size = tuple(image.shape[2:])
-            if fit_size and tuple(x.shape[2:]) != size:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
             try:
-                feats = probe(x)
+                feats = probe(x)  # a size the model cannot take is fitted by the probe (e.g. DLA, HRNet)
             except ImageSizeError as err:
-                if tuple(x.shape[2:]) == size:
+                if tuple(x.shape[2:]) == tuple(image.shape[2:]):
                     raise
-                # the model cannot take the size the transforms made (e.g. skip connections that must line up, as
-                # in DLA and HRNet): from now on the transformed images are resized to the size asked for
-                try:
-                    feats = probe(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
-                except ImageSizeError:
-                    raise ImageSizeError(f"{err} (The transforms turned the {size} image into"
-                                         f" {tuple(x.shape[2:])}: check their sizes too.)") from err.__cause__
-                fit_size = True
+                raise ImageSizeError(f"{err} (The transforms turned the {tuple(image.shape[2:])} image into"
+                                     f" {tuple(x.shape[2:])}: check their sizes too.)") from err.__cause__
         feats[IMAGE] = image
         with torch.no_grad():
             seen = {name: obj({k: f.detach() for k, f in feats.items()}) for name, obj in monitor.items()}

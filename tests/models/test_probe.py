@@ -49,6 +49,35 @@ def test_probe_resizes_for_a_model_that_takes_one_size():
         Probe(vit, ["blocks.1"], preprocessing=Preprocessing(input_size=(3, 64, 64)))(torch.rand(1, 3, 40, 40))
 
 
+class Skip16(nn.Module):
+    """A skip connection across a stride-16 down- and up-sampling: only multiples of 16 line up (as DLA's and
+    HRNet's skips)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 4, 16, stride=16)
+        self.up = nn.Upsample(scale_factor=16)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x) + self.up(self.down(x))
+
+
+def test_probe_fits_a_size_the_model_cannot_take_to_the_nearest_multiple_it_takes():
+    torch.manual_seed(0)
+    net = Skip16().eval()
+    probe = Probe(net, preprocessing=Preprocessing(input_size=(3, 32, 32)))
+    x = torch.rand(2, 3, 37, 37)
+    with torch.no_grad():
+        f = probe.reading("")(x)[""]
+        want = net(probe.normalize(nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)))
+    assert f.shape == (2, 4, 32, 32) and torch.allclose(f, want, atol=1e-6)
+    assert probe._multiple == [16]  # found once; the next size goes to its multiple of 16 at once
+    assert probe.model_input(torch.rand(1, 3, 37, 37)).shape[2:] == (32, 32)  # the path captum's attribution takes
+    with torch.no_grad(), pytest.raises(ImageSizeError, match="could not take images of 6x6"):  # too far from 16
+        probe.reading("")(torch.rand(1, 3, 6, 6))
+
+
 def test_bad_inputs_are_typed_errors():
     net = tiny()
     probe = Probe(net, ["2"])

@@ -219,11 +219,13 @@ class _Hourglass(nn.Module):
 
 def test_a_model_that_cannot_take_the_transformed_size_gets_the_size_asked_for():
     """Lucid's chained transforms pad and rescale (odd sizes on the way); a model with size-locked skips renders
-    anyway: the probe falls back to the render's own size and keeps to it."""
+    anyway: the probe fits each transformed size to the nearest size the model takes (so does a data pass)."""
     torch.manual_seed(0)
     net = _Hourglass().eval()
-    with pytest.raises(ImageSizeError):
-        invviz.models.features(net, "head", torch.rand(1, 3, 33, 33), preprocessing=Preprocessing(source="test"))
+    with pytest.raises(RuntimeError):
+        net(torch.rand(1, 3, 33, 33))  # the model itself cannot
+    feats = invviz.models.features(net, "head", torch.rand(1, 3, 33, 33), preprocessing=Preprocessing(source="test"))
+    assert feats["head"].shape[2:] == net(torch.rand(1, 3, 32, 32)).shape[2:]
     r = invviz.visualize(net, "head", [0, 1], steps=6, size=32, recipe="lucid", progress=False,
                          preprocessing=Preprocessing(source="test"))
     assert r.images.shape == (2, 3, 32, 32) and torch.isfinite(r.history).all() and hooks_on(net) == 0
