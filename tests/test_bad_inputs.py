@@ -304,6 +304,7 @@ CASES = [
     ("image-folder-empty", lambda n, t: image_folder(t, size=32), E.DatasetNotFoundError, "no image files"),
     ("psnr-shapes", lambda n, t: invviz.metrics.psnr(img(3, 8, 8), img(3, 8, 9)), E.ImageSizeError, "same shape"),
     ("list-layers-str", lambda n, t: list_layers("resnet18"), E.ModelTypeError, "load_model"),
+    ("list-layers-size-word", lambda n, t: list_layers(n, size="big"), E.SettingError, "size"),
     ("probe-layout-unknown", lambda n, t: Probe(n, ["0"], layouts={"0": "HWC"})(img(1, 3, 32, 32)), E.LayoutError,
      "NCHW"),
     ("checkpoint-empty-file", lambda n, t: invviz.io.load_checkpoint_state(empty_file(t)), E.CheckpointError,

@@ -13,7 +13,7 @@ from .core import align, check_schedule
 
 
 class ToyNet(nn.Module):
-    """Seed 000 sec. 3.2: `x (B, 1) -> (f, l)`; `f` approximates `sin(3 pi x)`, `l` is the extra latent neuron."""
+    """Farias & Maziero 2023, sec. 3.2: `x (B, 1) -> (f, l)`; `f` approximates `sin(3 pi x)`, `l` is the extra latent neuron."""
 
     def __init__(self, hidden: int = 1024) -> None:
         super().__init__()

@@ -59,8 +59,9 @@ def list_layers(model: nn.Module | Probe, *, size: int | Sequence[int] | None = 
         >>> [(i.name, i.channels, i.layout) for i in table if i.name == "layer3"]
         [('layer3', 256, 'NCHW')]
     """
-    from .probe import Probe, check_model
+    from .probe import Probe, check_model, image_size
 
+    size = None if size is None else image_size(size)
     layouts = model.layout_overrides if isinstance(model, Probe) else None
     model = check_model(model.model if isinstance(model, Probe) else model)
     names = [n for n, _ in model.named_modules() if n]
