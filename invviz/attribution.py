@@ -1,9 +1,11 @@
-"""`top_units`: which channels of a layer matter for a prediction, attributed with captum."""
+"""Attribution with captum, in one place: `top_units` (which channels of a layer matter for a prediction) and
+`unit_heatmap` (where in an image a unit's response comes from; the atlas's example heat maps)."""
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -105,3 +107,28 @@ def top_units(
                       stacklevel=2)
     return UnitAttribution(units=order.tolist(), scores=per_channel[order], all_scores=per_channel,
                            target=target, method=method, preprocessing=probe.preprocessing)
+
+
+def unit_heatmap(model: nn.Module | Probe, layer: str, weights: torch.Tensor | Callable[[int], torch.Tensor],
+                 image: torch.Tensor) -> torch.Tensor:
+    """Where in `image` a unit's response comes from: captum's input x gradient of the unit's mean activation
+    (`weights (C,)` over `layer`'s channels: one-hot for a channel, a direction otherwise; or a function of the
+    channel count that gives them), summed over colour and scaled to [0, 1], `(H, W)`. `image` is `(3, H, W)` or
+    `(1, 3, H, W)` in [0, 1]."""
+    from captum.attr import InputXGradient
+
+    probe = as_probe(model).reading([layer])
+    x = check_images(image, channels=probe.channels_in).to(device=probe.device, dtype=probe.dtype)
+    if x.shape[0] != 1:
+        raise ImageSizeError(f"unit_heatmap explains one image at a time; got a batch of {x.shape[0]}")
+
+    def unit_mean(images: torch.Tensor) -> torch.Tensor:
+        with probe.frozen():
+            f = probe(images)[layer]
+            w = torch.as_tensor(weights(f.shape[1]) if callable(weights) else weights).to(f.device, f.dtype)
+            return torch.einsum("c,bchw->bhw", w, f).mean(dim=(1, 2))[:, None]
+
+    with torch.enable_grad():
+        attr = InputXGradient(unit_mean).attribute(x.clone().requires_grad_(True), target=0)
+    heat = attr[0].abs().sum(0).detach()
+    return (heat / heat.max().clamp(min=1e-12)).float().cpu()

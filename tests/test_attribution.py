@@ -52,3 +52,25 @@ def test_all_zero_attributions_are_named_not_ranked():
         warnings.simplefilter("always")
         invviz.top_units(net, "0", torch.rand(3, 16, 16), k=2)
     assert any("exactly 0" in str(w.message) for w in caught)
+
+
+def test_unit_heatmap_is_input_times_gradient_of_the_units_mean():
+    """On a 1x1 convolution the unit's mean is linear in the image: the heat map is |x_c * w_c / (H W)| summed over
+    colour (with the normalization's 1/std folded into w), up to the scale to [0, 1]."""
+    import torch
+    from torch import nn
+
+    from invviz.attribution import unit_heatmap
+    from invviz.models import Preprocessing, Probe
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 2, 1, bias=False).double()
+    probe = Probe(conv, preprocessing=Preprocessing(mean=(0.0,) * 3, std=(0.5,) * 3, source="test"))
+    x = torch.rand(3, 6, 5, dtype=torch.float64)
+    direction = torch.tensor([0.3, -0.7], dtype=torch.float64)
+    w = (direction @ conv.weight[:, :, 0, 0].detach()) / 0.5  # (3,): d unit / d x_c per pixel, times H W
+    want = (x * w[:, None, None]).abs().sum(0)
+    got = unit_heatmap(probe, "", direction, x)
+    assert torch.allclose(got.double(), want / want.max(), atol=1e-6)
+    assert torch.allclose(unit_heatmap(probe, "", lambda c: torch.eye(c)[1].double(), x),
+                          unit_heatmap(probe, "", torch.tensor([0.0, 1.0]), x))

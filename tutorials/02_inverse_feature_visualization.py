@@ -86,15 +86,16 @@ from invviz.models import Preprocessing
 torch.manual_seed(0)
 net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ELU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 32),
                     nn.ELU(), nn.Linear(32, 11)).eval()
-net.invviz_preprocessing = Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 28, 28))
+# how the net reads images (no normalization, 28 px), said once in the probe every verb below takes
+probe = invviz.Probe(net, preprocessing=Preprocessing(mean=(0.0,) * 3, std=(1.0,) * 3, input_size=(3, 28, 28)))
 with torch.no_grad():
     net[-1].weight[10] = 0; net[-1].bias[10] = 0                       # a dead unit
     net[-1].weight[:10] -= net[-1].weight[:10].mean(0); net[-1].bias[:10] -= net[-1].bias[:10].mean()
 planted = torch.zeros(11, 2); planted[10, 0] = 1; planted[:10, 1] = 10 ** -0.5
 t2, _ = sample_targets(11, 4 if SMALL else 24, canonical=False, rng=torch.Generator().manual_seed(1))
 mean = IFVObjective(aggregation="mean")  # the objective's form: the spatial mean, cosine power 1
-real2 = realize(net, "6", t2, form=mean, size=28, adam_steps=ADAM, lbfgs_steps=LBFGS)
-recs = [recover_objective(net, "6", real2.element(i), form=mean, points=1) for i in range(len(t2))]
+real2 = realize(probe, "6", t2, form=mean, size=28, adam_steps=ADAM, lbfgs_steps=LBFGS)
+recs = [recover_objective(probe, "6", real2.element(i), form=mean, points=1) for i in range(len(t2))]
 spaces = critical_spaces(recs)
 print([(f"{s.eps_low:.2g}-{s.eps_high:.2g}", s.dim) for s in spaces])
 crit = spaces[0]
@@ -103,7 +104,7 @@ print("largest angle between the found co-kernel and the planted directions:", f
 proj = torch.eye(11) - planted @ planted.T
 for i in range(len(t2)):
     free = recs[i].direction
-    inside = recover_objective(net, "6", real2.element(i), form=mean, critical_space=crit.basis, points=1).direction
+    inside = recover_objective(probe, "6", real2.element(i), form=mean, critical_space=crit.basis, points=1).direction
     print(f"target {i}: unrestricted {angle_deg(free, proj @ t2[i]):.1f} deg, in the critical space"
           f" {angle_deg(inside, proj @ t2[i]):.1f} deg")
 

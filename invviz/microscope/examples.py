@@ -1,5 +1,5 @@
-"""The atlas's dataset examples: the top-k of every unit in one streaming pass, merged over ranks, with captum's
-attribution of a unit on each."""
+"""The atlas's dataset examples: the top-k of every unit in one streaming pass, merged over ranks, with a heat map of
+the unit on each (:func:`invviz.attribution.unit_heatmap`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ..attribution import unit_heatmap
 from ..data.stream import ITEM, image_batches, merge_top, peak_crops
 from ..io import save_image
 from ..models.probe import Probe
@@ -77,24 +78,9 @@ def _examples(probe: Probe, chosen: dict[str, list[Unit]], data: Any, k: int, cr
 
 
 def _attribution(probe: Probe, unit: Unit, crop: torch.Tensor, out_dir: str, rel: str) -> str:
-    """captum's gradient x input of the unit (its score, mean over space) on an example, as a heat map PNG beside
-    it."""
-    from captum.attr import InputXGradient
-
-    layer = unit.layer
-    probe = probe.reading([layer])
-    x = (crop.float() / 255)[None].to(probe.device)
-
-    def unit_mean(images: torch.Tensor) -> torch.Tensor:
-        with probe.frozen():
-            f = probe(images)[layer]
-            w = unit.weights(f.shape[1]).to(f.device, f.dtype)
-            return torch.einsum("c,bchw->bhw", w, f).mean(dim=(1, 2))[:, None]
-
-    with torch.enable_grad():
-        attr = InputXGradient(unit_mean).attribute(x.requires_grad_(True), target=0)
-    heat = attr[0].abs().sum(0)
-    heat = (heat / heat.max().clamp(min=1e-12)).cpu()
+    """The unit's heat map on an example (:func:`invviz.attribution.unit_heatmap`), as a PNG beside it."""
+    image = (crop.float() / 255)[None]
+    heat = unit_heatmap(probe, unit.layer, unit.weights, image)
     rgb = (_heat_rgb(heat) * 255 + 0.5).to(torch.uint8)
     path = rel.replace(".png", "_attribution.png")
     save_image(rgb.numpy(), os.path.join(out_dir, path))
