@@ -460,8 +460,8 @@ class FeatureAligned(nn.Module):
         eight decades) with the lowest reconstruction error, but not below `min_step` times the step size that moves
         `r` by the remaining error (RMS, in logit space). Returns the mean squared error after.
 
-        On a network whose gradient does not point at the image (any pretrained ImageNet model: EfficientNet-Lite0's
-        is orthogonal to it to 1%), the best step is the smallest on the grid, and a decoder whose steps are ~0
+        On a network whose gradient does not point at the image (a pretrained ImageNet model such as
+        EfficientNet-Lite0: `benchmarks/fa_lite0_diagnosis.py`), the best step is the smallest on the grid, and a decoder whose steps are ~0
         sends the encoder almost no training signal; `min_step > 0` keeps the steps large enough to learn from
         (tried on Lite0 without a gain, see benchmarks/README.md).
         """

@@ -53,8 +53,8 @@ def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], xi: torch.Tensor, *, ch
 
     One forward pass (`torch.func.vjp`), then the `k` VJPs of the rows of the identity: `"vmap"` batches them in
     chunks of `chunk` rows (peak memory grows with `chunk`, not with `k`); `"loop"` runs them one at a time through
-    the same retained graph. `"auto"` (default) batches on accelerators and loops on CPU, where batching measured
-    2.5-2.9x slower (`benchmarks/bench_jacobian.py`). Both give the same Jacobian.
+    the same retained graph. `"auto"` (default) batches on accelerators and loops on CPU, where batching is slower
+    (`benchmarks/bench_jacobian.py` measures both). Both give the same Jacobian.
 
     Args:
         fn: maps the free variables (shape of `xi`) to the response of one realization, `(1, k)` or `(k,)`.
