@@ -31,8 +31,8 @@ from _common import SWEEP_START, SWEEP_STRIDE, stats  # noqa: E402
 import invviz  # noqa: F401  (first: makes torchvision importable)
 from invviz import load_model
 from invviz.ifv import angle_deg
-from invviz.ifv.jacobian import free_variables, jacobian, response_fn
-from invviz.ifv.recover import cosine_matrix, offsets, solve
+from invviz.ifv.jacobian import free_variables, response_fn
+from invviz.ifv.recover import point_jacobians, solve
 from invviz.models import Probe
 from invviz.optvis import PixelImage
 
@@ -103,17 +103,18 @@ def main() -> None:
             def fn(t: torch.Tensor) -> torch.Tensor:
                 return response(torch.func.functional_call(param, {name: t}, ()))  # noqa: B023 - called within this iteration
 
-            def mj_at(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                v, jac = jacobian(fn, x)
-                return v, (cosine_matrix(v.double(), args.cossim_pow) @ jac.double()).float()
+            def terms(radius: float, scheme: str, center: bool, seed: int, xi=xi):  # the library's multi-point Jacobian
+                return point_jacobians(fn, xi, points=max(points), radius=radius, cossim_pow=args.cossim_pow,
+                                       antithetic=scheme == "antithetic", seed=seed, center=center)
 
-            v0, center = mj_at(xi.detach())
+            v0, _, center = next(terms(0.0, "iid", True, 0))
+            center = center.float()
             plain = solve(center, v0, 0.0).direction
             angles["plain"].append(angle_deg(plain, targets[i]))
             for scheme in schemes:
                 for radius in radii:
-                    shifts = offsets(xi, max(points) - 1, radius, antithetic=scheme == "antithetic", seed=1000 + i)
-                    stacked = torch.stack([center] + [mj_at(xi.detach() + d)[1] for d in shifts]).double()
+                    rest = [mj.float() for _, _, mj in terms(radius, scheme, False, 1000 + i)]
+                    stacked = torch.stack([center] + rest).double()
                     for pts in points:
                         for solver in solvers:
                             key = f"{solver} {scheme} r={radius:g} P={pts}"

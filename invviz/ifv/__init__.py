@@ -11,13 +11,22 @@ from .jacobian import free_variables, jacobian, pixel_realization, response_fn
 from .match import Match, match
 from .objective import AggregatedDirection, Aggregation, IFVObjective, aggregate, aggregate_as, aggregated_direction
 from .realize import Realization, objective_gradient, realize, reoptimize
-from .recover import RecoveredObjective, angle_deg, cosine_matrix, recover_objective, solve, trust_warnings
+from .recover import (
+    RecoveredObjective,
+    angle_deg,
+    cosine_matrix,
+    point_jacobians,
+    recover_objective,
+    solve,
+    trust_warnings,
+)
 from .sampling import hoyer_sparseness, project_nonneg, sample_targets
 from .subspace import Subspace, co_kernel, complement, merge, merge_all, orthonormalize, principal_angles, slerp
 
 __all__ = [
     "AggregatedDirection", "Aggregation", "IFVObjective", "aggregate", "aggregate_as", "aggregated_direction", "free_variables", "jacobian",
-    "pixel_realization", "response_fn", "RecoveredObjective", "angle_deg", "cosine_matrix", "recover_objective",
+    "pixel_realization", "response_fn", "RecoveredObjective", "angle_deg", "cosine_matrix", "point_jacobians",
+    "recover_objective",
     "solve", "trust_warnings", "hoyer_sparseness", "project_nonneg", "sample_targets", "Subspace", "co_kernel",
     "complement", "merge", "merge_all", "orthonormalize", "principal_angles", "slerp", "CriticalSpace",
     "critical_space", "critical_spaces", "Realization", "objective_gradient", "realize", "reoptimize", "Match",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import warnings
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -125,6 +126,18 @@ def offsets(xi: torch.Tensor, n: int, radius: float, *, antithetic: bool = True,
     return out[:n]
 
 
+def point_jacobians(fn: Callable[[torch.Tensor], torch.Tensor], xi: torch.Tensor, *, points: int, radius: float,
+                    cossim_pow: float, antithetic: bool = True, seed: int = 0, chunk: int = 64, center: bool = True
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The terms of the multi-point Jacobian, one point at a time (memory for one): `(v_i, J_i, M_i J_i)` at `xi`
+    (unless `center=False`) and at `points - 1` offsets of standard deviation `radius` around it (:func:`offsets`),
+    `M_i J_i` in float64. Their mean is the Jacobian of the smoothed objective that :func:`recover_objective`
+    solves with."""
+    for offset in [None] * center + offsets(xi, points - 1, radius, antithetic=antithetic, seed=seed):
+        vi, ji = jacobian(fn, xi.detach() if offset is None else xi.detach() + offset, chunk=chunk)
+        yield vi, ji, cosine_matrix(vi.double(), cossim_pow) @ ji.double()
+
+
 def recover_objective(
     model: nn.Module | Probe,
     layer: str,
@@ -191,15 +204,14 @@ def recover_objective(
         def fn(t: torch.Tensor) -> torch.Tensor:
             return response(torch.func.functional_call(param, {name: t}, ()))
 
-        v, jac = jacobian(fn, xi, chunk=chunk)
+        terms = point_jacobians(fn, xi, points=points, radius=radius, cossim_pow=cossim_pow, antithetic=antithetic,
+                                seed=seed, chunk=chunk)
+        v, jac, mj = next(terms)
         if v.numel() < 2:
             raise ObjectiveError(f"layer {layer!r} has a single feature; there is no direction to recover")
-        if points > 1:
-            # average M_i J_i over the points, then hand solve() the average with M = I folded in
-            mj = cosine_matrix(v.double(), cossim_pow) @ jac.double()
-            for offset in offsets(xi, points - 1, radius, antithetic=antithetic, seed=seed):
-                vi, ji = jacobian(fn, xi.detach() + offset, chunk=chunk)
-                mj += cosine_matrix(vi.double(), cossim_pow) @ ji.double()
+        if points > 1:  # average M_i J_i over the points, then hand solve() the average with M = I folded in
+            for _, _, term in terms:
+                mj = mj + term
             jac = mj / points
     # with several points M is already folded into the averaged Jacobian (M = I for p = 0)
     result = solve(jac, v, 0.0 if points > 1 else cossim_pow, critical_space, target)
