@@ -46,6 +46,8 @@ VERBS = {
     "ppgn_h": lambda m, tmp: ppgn_h(m, gen(), lambda h: h, 0, steps=2),
     "atlas": lambda m, tmp: invviz.atlas(m, "3", tmp, steps=2, size=16, batch=8, data=None, progress=False),
     "features": lambda m, tmp: features(m, "3", image()),
+    "concepts": lambda m, tmp: invviz.concepts(m, "3", torch.stack([image(0), image(1), image(2)]), 2, method="pca",
+                                               size=16, top_n=1),
 }
 
 
