@@ -14,7 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = ("align", "data", "errors", "ifv", "io", "metrics", "models", "optvis", "plotting", "priors",
-               "training")
+               "settings", "training")
 _NAMES = {
     "atlas": ".microscope", "Atlas": ".microscope", "concepts": ".dictionary", "Concepts": ".dictionary",
     "top_units": ".attribution", "UnitAttribution": ".attribution",

@@ -112,6 +112,18 @@ def _recipes_help() -> str:
                      for name, r in RECIPES.items())
 
 
+def _recipe_args(p) -> None:
+    """The render recipe and what may override it, as visualize and the atlas take them."""
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES), help="how to optimize: " + _recipes_help())
+    p.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default: the recipe's)")
+    p.add_argument("--transforms", default=None, choices=["standard", "fused", "none"],
+                   help="random transforms each step: Lucid's standard set, the same draws as one resampling, or"
+                        " none (default: the recipe's)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: the recipe's)")
+    p.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
+                   help="Adam's rate over the steps (default: the recipe's)")
+
+
 def _version() -> str:
     from . import __version__
 
@@ -135,18 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("layer", help="layer name, see `invviz layers MODEL`")
     vis.add_argument("unit", type=units, help="channel index, comma-separated indices or a range like 0-15 (one"
                                               " image each)")
-    vis.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
-                     help="how to optimize: " + _recipes_help())
-    vis.add_argument("--steps", type=_positive_int, default=None, help="optimization steps (default: the recipe's)")
+    _recipe_args(vis)
     vis.add_argument("--size", type=_size, default=RENDER_SIZE, help="image size, e.g. 128 or 128x160")
     vis.add_argument("--batch", type=_positive_int, default=None, help="images per unit set (default: one per unit)")
     vis.add_argument("--param", default=RENDER_PARAM, choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    vis.add_argument("--transforms", default=None, choices=["standard", "fused", "none"],
-                     help="random transforms each step: Lucid's standard set, the same draws as one resampling, or"
-                          " none (default: the recipe's)")
-    vis.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default: the recipe's)")
-    vis.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
-                     help="Adam's rate over the steps (default: the recipe's)")
     vis.add_argument("--redirected-relu", type=int, default=0, metavar="N",
                      help="let gradient through ReLUs that are off during the first N steps (units that never"
                           " activate otherwise stay grey)")
@@ -354,18 +358,10 @@ def add_atlas_parser(sub, fmt) -> None:
     p.add_argument("--units", type=units, default=None, help="units of every layer, e.g. 0-31 (default: all)")
     p.add_argument("--data", default="photos", help="image folder for dataset examples, 'photos' (the bundled"
                                                     " photos) or 'none'")
-    fast = RECIPES["fast"]
-    p.add_argument("--steps", type=_positive_int, default=fast.steps, help="render steps per unit")
+    _recipe_args(p)
     p.add_argument("--size", type=_positive_int, default=RENDER_SIZE, help="render size in px")
     p.add_argument("--batch", type=_positive_int, default=ATLAS_BATCH, help="units rendered together")
     p.add_argument("--param", default=RENDER_PARAM, choices=["fft", "pixel", "maco", "cppn"], help="parameterization")
-    p.add_argument("--lr", type=_positive_float, default=fast.lr, help="Adam learning rate")
-    p.add_argument("--lr-schedule", default=fast.lr_schedule, choices=["constant", "cosine"],
-                   help="Adam's rate over steps")
-    lucid = RECIPES["lucid"]
-    p.add_argument("--transforms", default=fast.transforms, choices=["standard", "fused", "none"],
-                   help=f"random transforms each step (Lucid's recipe: --lr {lucid.lr} --lr-schedule"
-                        f" {lucid.lr_schedule} --transforms {lucid.transforms} --steps {lucid.steps})")
     p.add_argument("--top-k", type=_positive_int, default=TOP_K, help="dataset examples per unit")
     p.add_argument("--attribution", action="store_true", help="captum attribution heat maps of the examples")
     p.add_argument("--kind", default=UNIT_KIND, choices=["channel", "neuron"], help="a unit's objective")
@@ -380,7 +376,8 @@ def run_atlas(args) -> int:
 
     model = _load_on_this_rank(args)
     result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
-                   units=args.units, steps=args.steps, size=args.size, batch=args.batch, param=args.param,
+                   units=args.units, recipe=args.recipe, steps=args.steps, size=args.size, batch=args.batch,
+                   param=args.param,
                    lr=args.lr, lr_schedule=args.lr_schedule, transforms=args.transforms, seed=args.seed,
                    data=None if args.data == "none" else args.data, top_k=args.top_k,
                    attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
@@ -403,8 +400,8 @@ def add_concepts_parser(sub, fmt) -> None:
     p.add_argument("--size", type=_positive_int, default=None, help="side images are fed at (default: native)")
     p.add_argument("--positions", type=_positive_int, default=CONCEPT_POSITIONS, help="activation vectors drawn per image")
     p.add_argument("--top-n", type=_positive_int, default=TOP_K, help="examples kept per concept")
-    p.add_argument("--steps", type=_positive_int, default=RECIPES["fast"].steps,
-                   help="render steps for the concepts (the fast recipe)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help=f"render steps for the concepts (default: the fast recipe's {RECIPES['fast'].steps})")
     p.add_argument("--render-size", type=_positive_int, default=RENDER_SIZE, help="render size in px")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder: concepts.pt, concepts.png and index.html")

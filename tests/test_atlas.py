@@ -61,6 +61,19 @@ def test_atlas_writes_every_unit_an_index_and_examples(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_atlas_takes_a_recipe_as_visualize_does(tmp_path):
+    """`recipe=` names how units are rendered, with the same overrides as visualize; the index records what ran."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    lucid = invviz.settings.RECIPES["lucid"]
+    res = invviz.atlas(invviz.Probe(net, preprocessing=Preprocessing(source="test")), ["1"], tmp_path, units=[0],
+                       recipe="lucid", steps=3, size=24, batch=1, data=None, progress=False)
+    settings = res.index["settings"]
+    assert (settings["steps"], settings["lr"], settings["lr_schedule"], settings["transforms"]) == (
+        3, lucid.lr, lucid.lr_schedule, lucid.transforms)
+    with pytest.raises(invviz.errors.SettingError, match="recipe"):
+        invviz.atlas(net, ["1"], tmp_path / "x", recipe="slow", data=None, progress=False)
+
+
 def test_interrupted_atlas_resumes_to_the_same_files(tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert run_cli([*ARGS, "--out", str(whole)]).returncode == 0

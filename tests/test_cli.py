@@ -70,7 +70,7 @@ def test_bad_options_are_argparse_errors_and_help_shows_defaults(capsys):
     assert "(default: fast)" in text and "the recipe's" in text
     text = subprocess.run([sys.executable, "-m", "invviz", "atlas", "--help"], capture_output=True, text=True,
                           env={**os.environ}).stdout
-    assert "(default: 384)" in text and "(default: 0.1)" in text
+    assert "(default: fast)" in text and "the recipe's" in text
 
 
 def test_cli_defaults_are_the_library_defaults():
@@ -92,7 +92,7 @@ def test_cli_defaults_are_the_library_defaults():
             "preserve": (FeatureAligned, "preserve"), "trainable": (FeatureAligned, "trainable")},
         ("invert", *base, "chelsea"): {"param": (invviz.invert, "param")},
         ("atlas", *base, "--layers", "layer1", "--out", "site"): {
-            name: (invviz.atlas, name) for name in ("steps", "size", "param", "batch", "lr", "lr_schedule",
+            name: (invviz.atlas, name) for name in ("recipe", "steps", "size", "param", "batch", "lr", "lr_schedule",
                                                      "transforms", "top_k", "kind")},
         ("concepts", *base, "--layer", "layer1", "--k", "3", "--out", "c"): {
             "method": (invviz.concepts, "method"), "positions": (invviz.concepts, "positions"),
@@ -106,7 +106,7 @@ def test_cli_defaults_are_the_library_defaults():
     assert args.recipe == invviz.settings.DEFAULT_RECIPE and args.recipe in invviz.settings.RECIPES
     assert (args.steps, args.lr, args.lr_schedule, args.transforms) == (None,) * 4  # the recipe's, in the library
     args = build_parser().parse_args(["concepts", "resnet18", "--layer", "layer1", "--k", "3", "--out", "c"])
-    assert args.steps == invviz.settings.RECIPES["fast"].steps
+    assert args.steps is None  # the fast recipe's, in the library
 
 
 @pytest.mark.parametrize("argv", [

@@ -16,8 +16,7 @@ pass) and their attributions, `site` writes the static site from the files in `s
 shipped with the package) and the pages of concepts (:func:`invviz.concepts`).
 """
 
-from .core import ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_STEPS, ATLAS_TRANSFORMS, INDEX_VERSION, Atlas, atlas, batch_seed
+from .core import INDEX_VERSION, Atlas, atlas, batch_seed
 from .site import site
 
-__all__ = ["Atlas", "atlas", "batch_seed", "site", "ATLAS_STEPS", "ATLAS_LR", "ATLAS_LR_SCHEDULE", "ATLAS_TRANSFORMS",
-           "INDEX_VERSION"]
+__all__ = ["Atlas", "atlas", "batch_seed", "site", "INDEX_VERSION"]

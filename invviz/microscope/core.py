@@ -17,9 +17,9 @@ from ..errors import LayerNotFoundError, SettingError
 from ..io import atomic_write, check_writable, save_image, write_json
 from ..models.loading import Preprocessing
 from ..models.probe import Probe, as_probe, image_size
-from ..optvis.render import visualize
+from ..optvis.render import recipe_of, visualize
 from ..plotting import image_grid
-from ..settings import ATLAS_BATCH, RECIPES, RENDER_PARAM, RENDER_SIZE, TOP_K, UNIT_KIND
+from ..settings import ATLAS_BATCH, DEFAULT_RECIPE, RENDER_PARAM, RENDER_SIZE, TOP_K, UNIT_KIND, Recipe
 from ..training import distributed as ddp
 from ..validate import check_positive_int
 from .examples import _examples
@@ -75,30 +75,27 @@ def _done(out_dir: str, layer: str, unit: int) -> bool:
     return True
 
 
-# The default recipe, chosen by `benchmarks/bench_atlas_vs_lucent.py` (time to lucent's 512-step quality)
-_FAST = RECIPES["fast"]
-ATLAS_STEPS, ATLAS_LR, ATLAS_LR_SCHEDULE, ATLAS_TRANSFORMS = _FAST.steps, _FAST.lr, _FAST.lr_schedule, _FAST.transforms
 
 
 def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | os.PathLike[str], *,
-          units: Sequence[int] | dict[str, Sequence[int]] | None = None, steps: int = ATLAS_STEPS,
-          size: int = RENDER_SIZE, param: str = RENDER_PARAM, batch: int = ATLAS_BATCH, lr: float = ATLAS_LR,
-          transforms: str = ATLAS_TRANSFORMS, seed: int = 0, data: Any = "photos", top_k: int = TOP_K,
-          example_size: int = 96, data_size: int = 224,
+          units: Sequence[int] | dict[str, Sequence[int]] | None = None, recipe: str | Recipe = DEFAULT_RECIPE,
+          steps: int | None = None, size: int = RENDER_SIZE, param: str = RENDER_PARAM, batch: int = ATLAS_BATCH,
+          lr: float | None = None, lr_schedule: str | None = None, transforms: str | None = None, seed: int = 0,
+          data: Any = "photos", top_k: int = TOP_K, example_size: int = 96, data_size: int = 224,
           attribution: bool = False, resume: bool = True, progress: bool = True, title: str | None = None,
           preprocessing: Preprocessing | None = None, kind: str = UNIT_KIND,
-          directions: dict[str, torch.Tensor] | None = None, lr_schedule: str = ATLAS_LR_SCHEDULE,
-          concepts: Any = None) -> Atlas:
+          directions: dict[str, torch.Tensor] | None = None, concepts: Any = None) -> Atlas:
     """Render every chosen unit of `layers` into `out_dir` and write a browsable site (`index.html`).
 
     Args:
         model: any image model, or a :class:`~invviz.Probe` of one (its preprocessing and layouts).
         layers: layer names (see `invviz.list_layers`).
         units: channel indices for every layer, or `{layer: indices}` (default: every channel).
-        steps, size, param, lr, transforms, lr_schedule: the render of each unit (one channel objective per batch
-            element). The default recipe is `invviz.settings.RECIPES["fast"]` (Adam 0.1 falling along a cosine, the
-            standard transforms fused into one resampling, 384 steps; measured against torch-lucent by
-            `benchmarks/bench_atlas_vs_lucent.py`, figures in benchmarks/README.md); Lucid's own is `RECIPES["lucid"]`.
+        recipe: how each unit is rendered, as in :func:`invviz.visualize`: `"fast"` (the default: Adam 0.1 falling
+            along a cosine, the standard transforms fused into one resampling, 384 steps; measured against
+            torch-lucent by `benchmarks/bench_atlas_vs_lucent.py`), `"lucid"` (Lucid's own), or a
+            :class:`~invviz.settings.Recipe`; `steps`, `lr`, `lr_schedule` and `transforms` given here override it.
+        size, param: the render's size and parameterization (one channel objective per batch element).
         batch: units rendered together in one optimization.
         data: dataset examples from an image folder (a path), a DataLoader / iterable of image batches in [0, 1],
             `"photos"` (the photos bundled with the installed packages, the default), or None for none.
@@ -120,6 +117,11 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
     """
     base = as_probe(model, preprocessing=preprocessing)
     model = base.model
+    rec = recipe_of(recipe)
+    steps = rec.steps if steps is None else steps
+    lr = rec.lr if lr is None else lr
+    lr_schedule = rec.lr_schedule if lr_schedule is None else lr_schedule
+    transforms = rec.transforms if transforms is None else transforms
     ddp.setup()
     out_dir = os.fspath(out_dir)
     layer_list = [layers] if isinstance(layers, str) else list(layers)
