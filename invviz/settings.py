@@ -20,6 +20,17 @@ class Recipe:
     lr_schedule: str  # "constant" or "cosine" (from lr down to lr / 20)
     transforms: str  # "standard" (Lucid's chain), "fused" (the same draws, one resampling), "none"
 
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise SettingError(f"a recipe's steps must be a whole number >= 1; got {self.steps!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (math.isfinite(self.lr)
+                                                                                      and self.lr > 0):
+            raise SettingError(f"a recipe's lr must be a finite number > 0; got {self.lr!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise SettingError(f"a recipe's lr_schedule is 'constant' or 'cosine'; got {self.lr_schedule!r}")
+        if self.transforms not in ("standard", "fused", "none"):
+            raise SettingError(f"a recipe's transforms are 'standard', 'fused' or 'none'; got {self.transforms!r}")
+
 
 RECIPES = {
     # Lucid's exactly: Adam 0.05, constant, the standard transforms chained, 512 steps

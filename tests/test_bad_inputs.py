@@ -128,6 +128,8 @@ CASES = [
     ("train-aligned-negative-weight", lambda n, t: train_aligned(FeatureAligned(n, "3"), loader(img(4, 3, 32, 32)),
                                                                  distill_weight=-1.0), E.SettingError, "distill"),
     ("schedule-zero-max-steps", lambda n, t: TrainSchedule(max_steps=0), E.SettingError, "max_steps"),
+    ("recipe-unknown-schedule", lambda n, t: invviz.settings.Recipe(64, 0.05, "linear", "fused"), E.SettingError,
+     "lr_schedule"),
     ("fit-zero-epochs", lambda n, t: fit(lambda b, i: {}, [1], schedule=TrainSchedule(epochs=0),
                                          modules={}, optimizers={}), E.SettingError,
      "epochs"),
