@@ -70,6 +70,14 @@ def test_one_training_loop_and_one_weights_reader():
     assert [p.name for p in readers] == ["io.py"], readers
 
 
+def test_only_the_capture_hooks_into_a_forward():
+    """Reading and writing inside a model's forward go through one mechanism (`models/capture.py`): no other module
+    registers hooks of its own."""
+    hooking = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                     if "register_forward" in p.read_text() or "register_full_backward" in p.read_text())
+    assert hooking == ["models/capture.py"], hooking
+
+
 def test_validators_live_in_one_module_below_their_users():
     defs = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
                   if "def check_positive_int(" in p.read_text() or "def check_learning_rate(" in p.read_text())
