@@ -8,10 +8,25 @@ import dataclasses
 import math
 
 from .errors import ObjectiveError, SettingError
+from .validate import check_learning_rate, check_positive_int
+
+
+class _Checked:
+    """What the settings classes share: a verb checks the value it was handed with `Cls.checked(value, name)`."""
+
+    EXAMPLE = ""  # how to make one, shown in the error
+    ERROR: type[Exception] = SettingError
+
+    @classmethod
+    def checked(cls, value: object, name: str):
+        """`value` if it is one of these, else a typed error that shows how to make one."""
+        if not isinstance(value, cls):
+            raise cls.ERROR(f"{name} is an invviz {cls.__name__}, e.g. {cls.EXAMPLE}; got {type(value).__name__}")
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
-class Recipe:
+class Recipe(_Checked):
     """How a feature visualization is optimized: Adam's step count, learning rate and its schedule, and the random
     transforms. One recipe travels to `visualize`, `render`, the atlas, concepts and the command line."""
 
@@ -21,11 +36,8 @@ class Recipe:
     transforms: str  # "standard" (Lucid's chain), "fused" (the same draws, one resampling), "none"
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise SettingError(f"a recipe's steps must be a whole number >= 1; got {self.steps!r}")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not (math.isfinite(self.lr)
-                                                                                      and self.lr > 0):
-            raise SettingError(f"a recipe's lr must be a finite number > 0; got {self.lr!r}")
+        check_positive_int(self.steps, "a recipe's steps")
+        check_learning_rate(self.lr, "a recipe's lr")
         if self.lr_schedule not in ("constant", "cosine"):
             raise SettingError(f"a recipe's lr_schedule is 'constant' or 'cosine'; got {self.lr_schedule!r}")
         if self.transforms not in ("standard", "fused", "none"):
@@ -67,7 +79,7 @@ AGGREGATIONS = ("maxpool_mean", "mean", "pick")
 
 
 @dataclasses.dataclass(frozen=True)
-class IFVObjective:
+class IFVObjective(_Checked):
     """The form of Grad-IFV's direction objective (Reinbold & Westermann 2020, sec. 2.3): `<v, theta> cos(v,
     theta)^cossim_pow` on the layer's response aggregated over space, `v = aggregation(features)`. One value travels
     to `realize`, `recover_objective`, `reoptimize`, `match` and the objective itself.
@@ -78,6 +90,9 @@ class IFVObjective:
             `"pick"` (the value at `position`).
         position: `(row, column)` on the layer's grid for `"pick"` (the centre when None).
     """
+
+    EXAMPLE = "IFVObjective(cossim_pow=1.0, aggregation='mean')"
+    ERROR = ObjectiveError
 
     cossim_pow: float = 1.0
     aggregation: str = "maxpool_mean"
@@ -97,19 +112,12 @@ class IFVObjective:
             object.__setattr__(self, "position", (int(pos[0]), int(pos[1])))
 
 
-def ifv_objective(form: object) -> IFVObjective:
-    """`form` checked to be an :class:`IFVObjective` (a typed error that shows how to make one otherwise)."""
-    if not isinstance(form, IFVObjective):
-        raise ObjectiveError(f"form is an invviz.ifv.IFVObjective, e.g. IFVObjective(cossim_pow=1.0, aggregation='mean');"
-                             f" got {type(form).__name__}")
-    return form
-
 
 PPGN_GRADIENTS = ("authors", "exact")
 
 
 @dataclasses.dataclass(frozen=True)
-class PPGNSettings:
+class PPGNSettings(_Checked):
     """PPGN-h's step (Nguyen et al. 2017, the authors' `sampler.py`): `d = eps1 (R(h) - h) + eps2 g + N(0, eps3^2)`,
     `h <- h + eta_t d / mean|d|`, `eta_t` falling linearly from `lr` to `lr_end`. The defaults are the authors', for
     fc6 codes in [0, 30].
@@ -123,6 +131,9 @@ class PPGNSettings:
         gradient: for a class target, `"authors"` (`(1 - p) d logit / dh`, the authors' approximation of
             `d log p / dh`) or `"exact"` (the log-softmax gradient).
     """
+
+    EXAMPLE = "PPGNSettings(lr=0.5, eps1=1e-3)"
+    ERROR = ObjectiveError
 
     eps1: float = 1e-5
     eps2: float = 1.0
@@ -144,7 +155,7 @@ class PPGNSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainSchedule:
+class TrainSchedule(_Checked):
     """How long a training runs, how often it is saved, and its seed: one value travels from every trainer
     (`train_aligned`, `train_generator`, `train_code_dae`, the concepts' sparse autoencoder) to the one training loop,
     :func:`invviz.training.fit`.
@@ -156,32 +167,23 @@ class TrainSchedule:
         seed: seeds the shuffling of every epoch (and the trainer's own randomness).
     """
 
+    EXAMPLE = "TrainSchedule(max_steps=100)"
+
     epochs: int = 1
     max_steps: int | None = None
     checkpoint_every: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "max_steps", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is None and name == "max_steps":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SettingError(f"{name} must be a whole number >= 1; got {value!r}")
+        check_positive_int(self.epochs, "epochs")
+        check_positive_int(self.max_steps, "max_steps", allow_none=True)
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise SettingError(f"seed must be an int; got {self.seed!r}")
 
-
-def train_schedule(schedule: object) -> TrainSchedule:
-    """`schedule` checked to be a :class:`TrainSchedule` (a typed error that shows how to make one otherwise)."""
-    if not isinstance(schedule, TrainSchedule):
-        raise SettingError(f"schedule is an invviz.training.TrainSchedule, e.g. TrainSchedule(max_steps=100); got"
-                           f" {type(schedule).__name__}")
-    return schedule
 
 
 __all__ = ["Recipe", "RECIPES", "DEFAULT_RECIPE", "RENDER_SIZE", "RENDER_PARAM", "ATLAS_BATCH", "TOP_K",
            "CONCEPT_POSITIONS", "ALIGN_STEPS", "ALIGN_LR", "ALIGN_PRESERVE", "ALIGN_TRAINABLE", "UNIT_KIND",
            "CONCEPT_METHOD", "INVERT_STEPS", "INVERT_PARAM", "INVERT_LR", "INVERT_TV",
-           "INVERT_JITTER", "AGGREGATIONS", "IFVObjective", "ifv_objective", "PPGNSettings",
-           "TrainSchedule", "train_schedule"]
+           "INVERT_JITTER", "AGGREGATIONS", "IFVObjective", "PPGNSettings", "TrainSchedule"]

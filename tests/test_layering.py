@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "invviz"
 
 # lower numbers are lower layers; a module may import its own layer's package and anything below
 LAYERS = {
-    "errors": 0, "_compat": 0, "settings": 0, "validate": 1,
+    "errors": 0, "_compat": 0, "validate": 0, "settings": 0,
     "io": 1, "metrics": 1, "data": 1, "plotting": 2,
     "training": 2,
     "models": 3,

@@ -42,7 +42,7 @@ from ..models.capture import Capture, forward_events, resolve_layer
 from ..models.loading import Normalize, Preprocessing, model_device
 from ..models.probe import Probe, as_probe, image_size, model_dtype
 from ..models.state import frozen_eval
-from ..settings import ALIGN_LR, ALIGN_PRESERVE, ALIGN_STEPS, ALIGN_TRAINABLE, TrainSchedule, train_schedule
+from ..settings import ALIGN_LR, ALIGN_PRESERVE, ALIGN_STEPS, ALIGN_TRAINABLE, TrainSchedule
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.loop import batch_images
@@ -558,7 +558,7 @@ def train_aligned(wrapper: FeatureAligned, data: Iterable[Any] | str | os.PathLi
         raise ModelTypeError(f"train_aligned trains an invviz.align.FeatureAligned; wrap your model first:"
                              f" FeatureAligned(model); got {type(wrapper).__name__}")
     lr = check_learning_rate(lr)
-    schedule = train_schedule(schedule)
+    schedule = TrainSchedule.checked(schedule, "schedule")
     decoder_lr = lr if decoder_lr is None else check_learning_rate(decoder_lr, "decoder_lr")
     for name, w in (("distill_weight", distill_weight), ("recon_weight", recon_weight),
                     ("feature_weight", feature_weight), ("anchor_weight", anchor_weight)):

@@ -9,14 +9,14 @@ import torch
 from ..errors import ImageSizeError, ObjectiveError
 from ..models.probe import Probe, check_images
 from ..optvis.param import ImageParam, PixelImage
-from .objective import IFVObjective, aggregate_as, ifv_objective
+from .objective import IFVObjective, aggregate_as
 
 
 def response_fn(probe: Probe, layer: str, form: IFVObjective = IFVObjective()
                 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """`images (B, C, H, W) in [0, 1] -> responses (B, k)` through an open :class:`Probe` of `layer`, aggregated as
     `form` says."""
-    form = ifv_objective(form)
+    form = IFVObjective.checked(form, "form")
 
     def fn(images: torch.Tensor) -> torch.Tensor:
         return aggregate_as(probe(images)[layer], form)

@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ObjectiveError
 from ..models.probe import Probe, as_probe
 from .jacobian import pixel_realization
-from .objective import IFVObjective, ifv_objective
+from .objective import IFVObjective
 from .realize import realize, reoptimize
 from .recover import MIN_RESPONSE_COSINE, recover_objective
 from .sampling import hoyer_sparseness
@@ -80,7 +80,7 @@ def match(model_a: nn.Module | Probe, layer_a: str, objective: int | torch.Tenso
     `form` is the direction objective's cosine power, aggregation and position (:class:`~invviz.ifv.IFVObjective`),
     in both models. Either model may be a :class:`~invviz.Probe` (its preprocessing and layouts)."""
     model_a, model_b = as_probe(model_a), as_probe(model_b)
-    form = ifv_objective(form)
+    form = IFVObjective.checked(form, "form")
     if isinstance(objective, int):
         k_a = model_a.reading([layer_a]).channels(layer_a, size)
         if not 0 <= objective < k_a:

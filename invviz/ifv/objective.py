@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..errors import ObjectiveError
 from ..optvis.objectives import Direction, Features, _features, _per_element, dot_cossim
-from ..settings import AGGREGATIONS, IFVObjective, ifv_objective
+from ..settings import AGGREGATIONS, IFVObjective
 
 Aggregation = Literal["maxpool_mean", "mean", "pick"]
 AGG_POOL_KERNEL, AGG_POOL_STRIDE = 3, 1  # the max-pool before the mean: 3x3, stride 1, no padding
@@ -51,7 +51,7 @@ class AggregatedDirection(Direction):
 
     def __init__(self, layer: str, vector: torch.Tensor | Sequence[float], form: IFVObjective = IFVObjective(),
                  batch: int | None = None) -> None:
-        self.form = ifv_objective(form)
+        self.form = IFVObjective.checked(form, "form")
         super().__init__(layer, vector, form.cossim_pow, batch)
         rows = f"{self.vector.shape[0]} x " if self.vector.shape[0] > 1 else ""
         self.name = f"aggregated_direction({layer!r}, <{rows}{self.vector.shape[1]} values>, {form})"

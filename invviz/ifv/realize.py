@@ -17,7 +17,7 @@ from ..models.probe import Probe, as_probe, image_size
 from ..optvis.param import ImageParam, make_param
 from ..optvis.render import render
 from ..validate import check_learning_rate
-from .objective import IFVObjective, aggregated_direction, ifv_objective
+from .objective import IFVObjective, aggregated_direction
 
 
 @dataclasses.dataclass
@@ -72,7 +72,7 @@ def realize(model: nn.Module | Probe, layer: str, targets: torch.Tensor, *, form
     `form` is the objective's cosine power and aggregation (:class:`~invviz.ifv.IFVObjective`).
     """
     base = as_probe(model)
-    form = ifv_objective(form)
+    form = IFVObjective.checked(form, "form")
     try:
         targets = torch.as_tensor(targets, dtype=torch.float32)
     except (TypeError, ValueError):

@@ -27,7 +27,7 @@ from ..errors import ObjectiveError
 from ..models.probe import Probe, as_probe
 from ..optvis.param import ImageParam
 from .jacobian import free_variables, jacobian, pixel_realization, response_fn
-from .objective import IFVObjective, ifv_objective
+from .objective import IFVObjective
 
 # Trust thresholds (benchmarks/ifv_trust.py measures how often each fires on good and on bad realizations)
 FAR_FROM_OPTIMUM = 0.05  # relative gradient norm of the prediction above which the image is not an optimum of it
@@ -176,7 +176,7 @@ def recover_objective(
         seed: seeds the offsets.
     """
     base = as_probe(model)
-    form = ifv_objective(form)
+    form = IFVObjective.checked(form, "form")
     cossim_pow = form.cossim_pow
     if not isinstance(points, int) or isinstance(points, bool) or points < 1 or not radius >= 0:
         raise ObjectiveError(f"need an int points >= 1 and radius >= 0; got points={points!r}, radius={radius!r}")

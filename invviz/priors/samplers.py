@@ -239,9 +239,7 @@ def ppgn_h(model: nn.Module | Probe, generator: ImageGenerator, prior: Prior, ta
         raise ModelTypeError(f"the prior must be a callable on codes (a CodeDAE, JointPrior, or a function h -> R(h));"
                              f" got {type(prior).__name__}")
     check_positive_int(reset_every, "reset_every", allow_none=True)
-    if not isinstance(settings, PPGNSettings):
-        raise ObjectiveError(f"settings is an invviz.priors.PPGNSettings, e.g. PPGNSettings(lr=0.5, eps1=1e-3); got"
-                             f" {type(settings).__name__}")
+    settings = PPGNSettings.checked(settings, "settings")
     if save_every is not None and (not isinstance(save_every, int) or save_every < 1):
         raise ObjectiveError(f"save_every must be a positive int or None; got {save_every!r}")
     gen = torch.Generator().manual_seed(seed)

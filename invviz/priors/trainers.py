@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import DataError, ModelTypeError, ObjectiveError
 from ..models.loading import model_device
 from ..models.state import frozen_eval
-from ..settings import TrainSchedule, train_schedule
+from ..settings import TrainSchedule
 from ..training import distributed as ddp
 from ..training import fit
 from ..training.discriminator import Discriminator
@@ -53,7 +53,7 @@ def train_generator(generator: ImageGenerator, encoder: Features, comparator: Fe
             raise ModelTypeError(f"the {name} must be a callable images -> features, e.g."
                                  f" invviz.models.Probe(model, 'global_pool').latent; got {type(fn).__name__}")
     lr = check_learning_rate(lr)
-    schedule = train_schedule(schedule)
+    schedule = TrainSchedule.checked(schedule, "schedule")
     device = model_device(generator)
     disc = (discriminator or Discriminator()).to(device) if adversarial_weight else None
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -145,7 +145,7 @@ def train_code_dae(codes: torch.Tensor, *, noise_sd: float = 0.1, hidden: int = 
     if not bool(torch.isfinite(codes).all()):
         raise DataError("codes must be finite (no NaN or infinity)")
     lr = check_learning_rate(lr)
-    schedule = train_schedule(schedule)
+    schedule = TrainSchedule.checked(schedule, "schedule")
     torch.manual_seed(schedule.seed)
     dae = CodeDAE(codes.shape[1], hidden)
     scale = codes.std(0, keepdim=True).clamp(min=1e-6) * noise_sd

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CheckpointError, DataError, NonFiniteError
 from ..io import check_writable, load_checkpoint_state, save_checkpoint
-from ..settings import TrainSchedule, train_schedule
+from ..settings import TrainSchedule
 from . import distributed as ddp
 
 StepFn = Callable[[Any, int], Mapping[str, float | torch.Tensor]]
@@ -97,7 +97,7 @@ def fit(
     are the means over the ranks, and rank 0 writes the checkpoints: the same global batch gives the same loss
     trajectory as one process, within float tolerance.
     """
-    schedule = train_schedule(schedule)
+    schedule = TrainSchedule.checked(schedule, "schedule")
     epochs, max_steps, seed = schedule.epochs, schedule.max_steps, schedule.seed
     schedulers = dict(schedulers or {})
     ddp.setup()
