@@ -34,6 +34,8 @@ from ..errors import (
 
 Layout = Literal["NCHW", "NHWC", "tokens", "vector"]
 MAX_PREFIX_TOKENS = 16  # class, distillation and register tokens ahead of the patch tokens
+# what a model's own forward raises for an input it cannot take (a wrong size or channel count)
+MODEL_INPUT_ERRORS = (RuntimeError, AssertionError, ValueError, IndexError, TypeError)
 _NCHW_MODULES = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                  nn.AdaptiveMaxPool2d, nn.GroupNorm, nn.InstanceNorm2d, nn.Upsample)
 
@@ -142,8 +144,9 @@ class Capture:
             are kept there, and a later capture skips the probing forward for that shape.
         replace: write into the forward: `{layer: fn}` replaces the layer's output by `fn(output)` while the
             capture is open (a captured layer that is also replaced reads the new output); `"name@k"` replaces the
-            k-th call only; a :class:`FromInput` value computes the new output from the layer's input. The hooks are removed on exit, also after an error. :meth:`forward` runs the model
-            with the replacements and returns its own output.
+            k-th call only; a :class:`FromInput` value computes the new output from the layer's input. The hooks
+            are removed on exit, also after an error. :meth:`forward` runs the model with the replacements and
+            returns its own output.
         translate_errors: the model's own complaint about an input (a wrong channel count or size) becomes an
             :class:`ImageSizeError`; False leaves it to a caller that words it itself.
 
@@ -330,7 +333,7 @@ class Capture:
             return self._run(x, raw)
         except InvvizError:
             raise
-        except (RuntimeError, AssertionError, ValueError, IndexError, TypeError) as err:
+        except MODEL_INPUT_ERRORS as err:
             if not self.translate_errors:
                 raise
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else "a tuple of inputs"

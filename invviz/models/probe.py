@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DeviceError, ImageSizeError, InvvizError, LayerNotFoundError, ModelTypeError, SettingError
-from .capture import Capture, LayerLayout, Layout, resolve_layer
+from .capture import MODEL_INPUT_ERRORS, Capture, LayerLayout, Layout, resolve_layer
 from .loading import Normalize, Preprocessing, model_device, preprocessing_of
 from .state import frozen_eval
 
@@ -124,8 +124,8 @@ class Probe:
     """Images in [0, 1] -> features `(B, C, H, W)` of chosen layers of a model.
 
     It owns, for every method: the model's preprocessing (normalization inside the forward), the resize for models
-    that take one input size only (and, for models that take only multiples of a stride, to the nearest such size), the model's dtype and device, frozen weights and eval mode (restored after, with
-    `freeze=False` for training), the capture of the layers (one :class:`Capture`, its layouts decided from the
+    that take one input size only (and, for models that take only multiples of a stride, to the nearest such size),
+    the model's dtype and device, frozen weights and eval mode (restored after, with `freeze=False` for training), the capture of the layers (one :class:`Capture`, its layouts decided from the
     modules), error translation (an input shape the model cannot take is an :class:`ImageSizeError` naming the
     size it takes), and the channel count of a layer.
 
@@ -265,7 +265,7 @@ class Probe:
             out = self._cap.run(x, raw=raw)
         except InvvizError:
             raise
-        except (RuntimeError, AssertionError, ValueError, IndexError, TypeError) as err:
+        except MODEL_INPUT_ERRORS as err:
             return self._fit_size(images, raw, err)
         self._ok_shapes.add(shape)
         return out
@@ -281,14 +281,14 @@ class Probe:
                 hw = (max(m, round(h / m) * m), max(m, round(w / m) * m))
                 if hw == (h, w) or abs(hw[0] - h) > h / 4 or abs(hw[1] - w) > w / 4:
                     continue
-                self._fitted[tuple(images.shape[1:])] = hw  # model_input resizes to it
+                key = tuple(images.shape[1:])
+                self._fitted[key] = hw  # model_input resizes to it
                 try:
                     out = self._cap.run(self.model_input(images), raw=raw)
-                except InvvizError:
-                    del self._fitted[tuple(images.shape[1:])]
-                    raise
-                except (RuntimeError, AssertionError, ValueError, IndexError, TypeError):
-                    del self._fitted[tuple(images.shape[1:])]
+                except BaseException as failed:
+                    del self._fitted[key]
+                    if isinstance(failed, InvvizError) or not isinstance(failed, MODEL_INPUT_ERRORS):
+                        raise
                     continue
                 self._multiple[:] = [m]
                 return out
