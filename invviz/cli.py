@@ -377,8 +377,8 @@ def run_atlas(args) -> int:
     model = _load_on_this_rank(args)
     result = atlas(model, [name.strip() for name in args.layers.split(",") if name.strip()], args.out,
                    units=args.units, recipe=args.recipe, steps=args.steps, size=args.size, batch=args.batch,
-                   param=args.param,
-                   lr=args.lr, lr_schedule=args.lr_schedule, transforms=args.transforms, seed=args.seed,
+                   param=args.param, lr=args.lr, lr_schedule=args.lr_schedule, transforms=args.transforms,
+                   seed=args.seed,
                    data=None if args.data == "none" else args.data, top_k=args.top_k,
                    attribution=args.attribution, resume=not args.no_resume, progress=not args.no_progress,
                    title=args.model, kind=args.kind)

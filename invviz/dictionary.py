@@ -460,8 +460,8 @@ def _evidence(probe: Probe, layer: str, data: Any, size: int, result: Concepts, 
 
 def concepts(model: nn.Module | Probe, layer: str, data: Any, k: int, *, method: str = CONCEPT_METHOD,
              size: int | None = None, positions: int | None = CONCEPT_POSITIONS, max_vectors: int = 50_000,
-             held_out: float = 0.2, top_n: int = TOP_K, crop: int = 96, classes: bool | None = None, seed: int = 0, batch: int = 16,
-             max_iter: int = 400, top_k: int | None = None, sae_steps: int = 3000, sae_lr: float = 3e-3,
+             held_out: float = 0.2, top_n: int = TOP_K, crop: int = 96, classes: bool | None = None, seed: int = 0,
+             batch: int = 16, max_iter: int = 400, top_k: int | None = None, sae_steps: int = 3000, sae_lr: float = 3e-3,
              sae_batch: int = 512, progress: bool = False) -> Concepts:
     """Learn `k` concepts of `layer` over `data` and find each one's evidence.
 

@@ -461,9 +461,9 @@ class FeatureAligned(nn.Module):
         `r` by the remaining error (RMS, in logit space). Returns the mean squared error after.
 
         On a network whose gradient does not point at the image (a pretrained ImageNet model such as
-        EfficientNet-Lite0: `benchmarks/fa_lite0_diagnosis.py`), the best step is the smallest on the grid, and a decoder whose steps are ~0
-        sends the encoder almost no training signal; `min_step > 0` keeps the steps large enough to learn from
-        (tried on Lite0 without a gain, see benchmarks/README.md).
+        EfficientNet-Lite0: `benchmarks/fa_lite0_diagnosis.py`), the best step is the smallest on the grid,
+        and a decoder whose steps are ~0 sends the encoder almost no training signal; `min_step > 0` keeps
+        the steps large enough to learn from (tried on Lite0 without a gain, see benchmarks/README.md).
         """
         x = clamp_input(images)
         target = torch.logit(x)

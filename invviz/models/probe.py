@@ -124,10 +124,11 @@ class Probe:
     """Images in [0, 1] -> features `(B, C, H, W)` of chosen layers of a model.
 
     It owns, for every method: the model's preprocessing (normalization inside the forward), the resize for models
-    that take one input size only (and, for models that take only multiples of a stride, to the nearest such size),
-    the model's dtype and device, frozen weights and eval mode (restored after, with `freeze=False` for training), the capture of the layers (one :class:`Capture`, its layouts decided from the
-    modules), error translation (an input shape the model cannot take is an :class:`ImageSizeError` naming the
-    size it takes), and the channel count of a layer.
+    that take one input size only (and, for models that take only multiples of a stride, to the nearest such
+    size), the model's dtype and device, frozen weights and eval mode (restored after, with `freeze=False` for
+    training), the capture of the layers (one :class:`Capture`, its layouts decided from the modules), error
+    translation (an input shape the model cannot take is an :class:`ImageSizeError` naming the size it takes),
+    and the channel count of a layer.
 
     Use it as a context manager for many calls (one capture for all of them), or call it directly for one.
 

@@ -86,11 +86,12 @@ def fit(
     logs.
 
     `step_fn` does its own forward, backward and optimizer steps and returns named losses; the first one is checked
-    for finiteness. The loader is reshuffled from `schedule.seed + epoch` each epoch (when it has a `generator`), so a resumed
-    run sees the same batches: resuming from a checkpoint gives the identical next step. With `checkpoint`, the state
-    of `modules`, `optimizers` and `schedulers`, the step, the RNG state and the log are written atomically every
-    `schedule.checkpoint_every` steps and at the end; the path is checked before the first step; a non-finite loss stops
-    training with an error and leaves the last good checkpoint in place.
+    for finiteness. The loader is reshuffled from `schedule.seed + epoch` each epoch (when it has a
+    `generator`), so a resumed run sees the same batches: resuming from a checkpoint gives the identical next
+    step. With `checkpoint`, the state of `modules`, `optimizers` and `schedulers`, the step, the RNG state and
+    the log are written atomically every `schedule.checkpoint_every` steps and at the end; the path is checked
+    before the first step; a non-finite loss stops training with an error and leaves the last good checkpoint in
+    place.
 
     Under `torchrun` (see :mod:`invviz.training.distributed`) every rank takes its share of each global batch
     (`loader.batch_size` in all), the optimizers average gradients over the ranks before each step, the logged losses
