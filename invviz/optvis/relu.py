@@ -63,14 +63,14 @@ class _Redirect:
 
     def __init__(self) -> None:
         self.enabled = False
-        self.modules: list[nn.Module] = []
 
 
 @contextlib.contextmanager
 def redirect_relus(model: nn.Module, *, active: bool = True) -> Iterator[_Redirect]:
     """Hook every `nn.ReLU` / `nn.ReLU6` module of `model` so that, while `.enabled`, its output carries the
     redirected gradient; in-place ReLUs compute out of place meanwhile. Hooks and in-place flags are restored on
-    exit (:func:`invviz.models.activations.swapped`, one :class:`~invviz.models.Capture`). With `active=False` nothing is hooked."""
+    exit (:func:`invviz.models.activations.swapped`, one :class:`~invviz.models.Capture`). With `active=False`
+    nothing is hooked."""
     switch = _Redirect()
     fns = {}
     if active:
@@ -81,7 +81,6 @@ def redirect_relus(model: nn.Module, *, active: bool = True) -> Iterator[_Redire
                 return fn.apply(x) if switch.enabled and x.requires_grad else None
 
             fns[name] = redirect
-            switch.modules.append(model.get_submodule(name))
     with swapped(model, fns):
         yield switch
 
