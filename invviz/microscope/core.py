@@ -137,8 +137,9 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
         check_writable(os.path.join(out_dir, "index.json"), "JSON")
     probe = base.reading(layer_list)
     chosen: dict[str, list[Unit]] = {}
+    widths = {layer: probe.channels(layer, size) for layer in layer_list}  # a forward each: found once
     for layer in layer_list:
-        channels = probe.channels(layer, size)
+        channels = widths[layer]
         want = units.get(layer) if isinstance(units, dict) else units
         idx = list(range(channels)) if want is None else sorted({int(u) for u in want})
         if not idx and not concepts:
@@ -150,7 +151,7 @@ def atlas(model: nn.Module | Probe, layers: str | Sequence[str], out_dir: str | 
     for name, vec in (directions or {}).items():
         vec = torch.as_tensor(vec, dtype=torch.float32).flatten()
         for layer in layer_list:
-            channels = probe.channels(layer, size)
+            channels = widths[layer]
             if vec.numel() == channels:  # numbered after the channels, in the order given
                 number = channels + sum(u.kind == "direction" for u in chosen[layer])
                 chosen[layer].append(Unit(layer, number, "direction", vec, str(name)))
