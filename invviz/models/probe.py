@@ -274,11 +274,11 @@ class Probe:
     def _fit_size(self, images: torch.Tensor, raw: bool, err: Exception) -> dict[str, torch.Tensor]:
         """Some models take only sizes that are multiples of their stride (skip connections that must line up, as
         in DLA and HRNet). For a size such a model cannot take, the probe resizes the images to the nearest multiple
-        it takes, within a quarter of the size, and remembers the multiple (found once) and the size for next time;
-        otherwise the model's complaint becomes an :class:`ImageSizeError` naming the size the model takes."""
+        it takes, within a quarter of the size, and remembers the size for next time and the multiple to try first
+        (a multiple that worked for one size need not for every size); otherwise the model's complaint becomes an :class:`ImageSizeError` naming the size the model takes."""
         h, w = images.shape[2:]
         if self.resize and not self.preprocessing.fixed_input_size:
-            for m in self._multiple or [8, 16, 32, 64]:
+            for m in dict.fromkeys(self._multiple + [8, 16, 32, 64]):  # the multiple that worked last, first
                 hw = (max(m, round(h / m) * m), max(m, round(w / m) * m))
                 if hw == (h, w) or abs(hw[0] - h) > h / 4 or abs(hw[1] - w) > w / 4:
                     continue

@@ -49,14 +49,14 @@ def test_probe_resizes_for_a_model_that_takes_one_size():
         Probe(vit, ["blocks.1"], preprocessing=Preprocessing(input_size=(3, 64, 64)))(torch.rand(1, 3, 40, 40))
 
 
-class Skip16(nn.Module):
-    """A skip connection across a stride-16 down- and up-sampling: only multiples of 16 line up (as DLA's and
-    HRNet's skips)."""
+class Skip(nn.Module):
+    """A skip connection across a stride-`stride` down- and up-sampling: only multiples of `stride` line up (as DLA's
+    and HRNet's skips)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stride: int = 16) -> None:
         super().__init__()
-        self.down = nn.Conv2d(3, 4, 16, stride=16)
-        self.up = nn.Upsample(scale_factor=16)
+        self.down = nn.Conv2d(3, 4, stride, stride=stride)
+        self.up = nn.Upsample(scale_factor=stride)
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,7 +65,7 @@ class Skip16(nn.Module):
 
 def test_probe_fits_a_size_the_model_cannot_take_to_the_nearest_multiple_it_takes():
     torch.manual_seed(0)
-    net = Skip16().eval()
+    net = Skip(16).eval()
     probe = Probe(net, preprocessing=Preprocessing(input_size=(3, 32, 32)))
     x = torch.rand(2, 3, 37, 37)
     with torch.no_grad():
@@ -76,6 +76,16 @@ def test_probe_fits_a_size_the_model_cannot_take_to_the_nearest_multiple_it_take
     assert probe.model_input(torch.rand(1, 3, 37, 37)).shape[2:] == (32, 32)  # the path captum's attribution takes
     with torch.no_grad(), pytest.raises(ImageSizeError, match="could not take images of 6x6"):  # too far from 16
         probe.reading("")(torch.rand(1, 3, 6, 6))
+
+
+def test_a_multiple_that_fitted_one_size_is_tried_first_not_alone():
+    """Multiples of 32 only: 37 px fits to 32 (found with the multiple 16); 52 px, whose nearest multiple of 16 (48)
+    the model cannot take, still fits (to 64, the nearest multiple of 32)."""
+    torch.manual_seed(0)
+    probe = Probe(Skip(32).eval(), preprocessing=Preprocessing(input_size=(3, 32, 32))).reading("")
+    with torch.no_grad():
+        assert probe(torch.rand(1, 3, 37, 37))[""].shape[2:] == (32, 32)
+        assert probe(torch.rand(1, 3, 52, 52))[""].shape[2:] == (64, 64)
 
 
 def test_bad_inputs_are_typed_errors():
